@@ -1,0 +1,42 @@
+# Set-up and entry points. `make test` and `make demo` build .venv from scratch when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WHEELS ?= /opt/wheels
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: install test demo lint bench-quick clean
+
+install: $(STAMP)
+
+# CPU torch unless a GPU is present: a plain `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	  echo "GPU found: installing torch with CUDA"; $(PY) -m pip install -q "torch>=2.3"; \
+	elif ls $(WHEELS)/torch-2.13.0*cpu*.whl >/dev/null 2>&1; then \
+	  echo "no GPU: installing the local CPU build of torch"; $(PY) -m pip install -q $$(ls $(WHEELS)/torch-2.13.0*cpu*.whl | head -n1); \
+	else \
+	  echo "no GPU: installing the CPU build of torch"; \
+	  $(PY) -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu || \
+	  $(PY) -m pip install -q "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(PY) -m pip install -q -e ".[dev,manipulation]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check safe_density mbrl tests benchmarks
+
+demo: $(STAMP)
+	$(PY) -m safe_density.demo
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
