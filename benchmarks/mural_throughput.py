@@ -1,0 +1,94 @@
+"""Meta-NML reward throughput: naive per-query adaptation vs the closed-form batched path.
+
+Writes ``results/mural_throughput/throughput.json`` and ``throughput.png``. The equality check runs in
+float64 (max abs difference between the two paths on the same states).
+
+    python benchmarks/mural_throughput.py [--quick] [--device cuda] [--hidden 256 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, out_dir, write_json  # noqa: E402
+
+from safe_density.mural import (  # noqa: E402
+    MetaNMLConfig,
+    SuccessClassifier,
+    balanced_weights,
+    meta_nml_fast,
+    meta_nml_naive,
+)
+from safe_density.mural.classifier import init_params  # noqa: E402
+
+
+def _timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    ap.add_argument("--n-data", type=int, default=1000)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    dev = torch.device(args.device)
+    n_naive, n_fast = (50, 20_000) if args.quick else (300, 200_000)
+    g = torch.Generator().manual_seed(0)
+    k = 20
+    x = torch.cat([torch.tensor([1.0, 1.0]) + 0.1 * torch.randn(k, 2, generator=g),
+                   torch.tensor([-1.0, -1.0]) + 0.5 * torch.randn(args.n_data - k, 2, generator=g)])
+    y = torch.cat([torch.ones(k), torch.zeros(args.n_data - k)])
+    c = balanced_weights(y)
+    cfg = MetaNMLConfig(inner_lr=1.0, inner_query_weight=10.0)
+    model = SuccessClassifier(2, tuple(args.hidden))
+    res = {"machine": machine(), "device": str(dev), "hidden": args.hidden, "n_data": args.n_data}
+    for dtype in (torch.float32, torch.float64):
+        p = init_params(model, 0, dtype, dev)
+        xd, yd, cd = x.to(dev, dtype), y.to(dev, dtype), c.to(dev, dtype)
+        s = (3 * torch.randn(n_fast, 2, generator=g)).to(dev, dtype)
+        meta_nml_fast(model, p, xd, yd, cd, s[:100], cfg)  # warm-up
+        args_ = (model, p, xd, yd, cd)
+        r_naive, t_naive = _timed(lambda a=args_, s=s: meta_nml_naive(*a, s[:n_naive], cfg), dev)
+        r_fast, t_fast = _timed(lambda a=args_, s=s: meta_nml_fast(*a, s, cfg), dev)
+        name = str(dtype).replace("torch.", "")
+        res[name] = {"naive_states_per_s": n_naive / t_naive, "fast_states_per_s": n_fast / t_fast,
+                     "speedup": (n_fast / t_fast) / (n_naive / t_naive),
+                     "max_abs_diff": float((r_naive - r_fast[:n_naive]).abs().max())}
+        print(name, res[name])
+    d = out_dir("mural_throughput", args.out)
+    write_json(d / "throughput.json", res)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = ["float32", "float64"]
+    ax.bar([0, 3], [res[n]["naive_states_per_s"] for n in names], label="naive (loop, autograd)")
+    ax.bar([1, 4], [res[n]["fast_states_per_s"] for n in names], label="fast (closed form, batched)")
+    ax.set_xticks([0.5, 3.5], names)
+    ax.set_yscale("log")
+    ax.set_ylabel("states / s")
+    ax.set_title(f"meta-NML rewards on {dev.type}, MLP {args.hidden}, N={args.n_data}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(d / "throughput.png", dpi=120)
+    print(f"wrote {d / 'throughput.png'}")
+
+
+if __name__ == "__main__":
+    main()
