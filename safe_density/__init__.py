@@ -22,6 +22,8 @@ _EXPORTS = {
     "DensityConstrainedController": "safe_density.ldm",
     "solve_tabular": "safe_density.ldm",
     "MuralReward": "safe_density.mural",
+    "MuralConfig": "safe_density.mural",
+    "MuralRewardWrapper": "safe_density.mural",
     "rcad_loss": "safe_density.rcad",
     "RCAD": "safe_density.rcad",
 }
