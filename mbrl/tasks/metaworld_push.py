@@ -1,0 +1,151 @@
+"""Meta-World ``push-v3`` (Sawyer push, MURAL's manipulation task family) with a sparse success reward.
+
+Observation (39-D, float64; layout of ``SawyerXYZEnv._get_obs`` in metaworld 3.x, with the goal shown
+as in every MT1 task, ``partially_observable=False``):
+
+    obs[0:3]   hand (end-effector) position        obs[3]     gripper opening in [0, 1]
+    obs[4:7]   puck position                        obs[7:11]  puck quaternion; obs[11:18] zero padding
+    obs[18:36] the same 18 numbers one step earlier obs[36:39] goal position
+
+Actions (4-D in [-1, 1]): hand displacement xyz and gripper effort. Episodes last 500 steps (truncation;
+MT1 does not terminate on success). Sparse reward = success =
+``||obs[4:7] - obs[36:39]|| <= 0.05`` of ``next_obs`` (``SawyerPushEnvV3.evaluate_state``: ``info["success"]``
+is ``target_to_obj <= TARGET_RADIUS``, computed on the clipped observation, whose goal entries equal
+the env's ``_target_pos``).
+
+Fixed start and goal. ``gym.make('Meta-World/MT1', env_name='push-v3', seed=mt1_seed)`` draws 50
+(puck, goal) configurations from ``mt1_seed`` and, by default, picks one at random on every reset. The
+:class:`FixedTaskWrapper` instead sets configuration ``task_index`` once and stops resampling, so every
+reset gives the same hand, puck and goal positions whatever ``reset(seed=...)`` is (metaworld's reset
+itself ignores the seed). Defaults ``mt1_seed=0, task_index=0``: puck at ~(-0.013, 0.689, 0.019), goal at
+~(-0.023, 0.879, 0.019), 0.19 apart.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mbrl.tasks.base import check_transition
+from mbrl.tasks.maze import GoalTask
+from mbrl.util.seeding import make_generator
+from mbrl.util.validation import as_tensor
+
+__all__ = [
+    "FixedTaskWrapper",
+    "PUSH_RADIUS",
+    "make_push_task",
+    "push_distance",
+    "push_success",
+]
+
+PUSH_RADIUS = 0.05  # SawyerPushEnvV3.TARGET_RADIUS
+OBS_DIM, ACT_DIM = 39, 4
+_HAND, _GRIP, _OBJ, _QUAT, _GOAL = slice(0, 3), 3, slice(4, 7), slice(7, 11), slice(36, 39)
+_FEATURES = [0, 1, 2, 4, 5, 6]  # hand xyz, puck xyz
+
+
+class FixedTaskWrapper(gym.Wrapper):
+    """Pins an MT1 env to configuration ``task_index`` (no resampling on reset) and gives it a correct
+    39-D ``observation_space`` (MT1 leaves the goal bounds of the partially observable space, all 0)."""
+
+    def __init__(self, env: gym.Env, task_index: int = 0):
+        super().__init__(env)
+        tasks = env.get_wrapper_attr("tasks")
+        if not 0 <= int(task_index) < len(tasks):
+            raise ValueError(f"task_index must be in [0, {len(tasks)}), got {task_index}")
+        env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
+        env.unwrapped.set_task(tasks[int(task_index)])
+        self.task_index = int(task_index)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
+
+
+def _check(name: str, x) -> torch.Tensor:
+    """``x[..., 39]`` as a float tensor (computed in at least float32, like ``mbrl.tasks.base``)."""
+    x = as_tensor(name, x, finite=False, min_ndim=1, last_dim=OBS_DIM)
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def push_distance(obs: torch.Tensor) -> torch.Tensor:
+    """Puck-to-goal distance ``||obs[4:7] - obs[36:39]||``: ``obs[..., 39] -> [...]``."""
+    obs = _check("obs", obs)
+    return torch.linalg.vector_norm(obs[..., _OBJ] - obs[..., _GOAL], dim=-1)
+
+
+def push_success(obs: torch.Tensor) -> torch.Tensor:
+    """``info["success"]`` of ``push-v3``: ``obs[..., 39] -> bool[...]``, puck within 0.05 of the goal."""
+    return push_distance(obs) <= PUSH_RADIUS
+
+
+def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Sparse reward ``1[success(next_obs)]``: ``[...]`` in the inputs' promoted floating dtype."""
+    _, _, n, out_dtype, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
+    return push_success(n).to(out_dtype).expand(batch)
+
+
+def _never(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """MT1 never terminates (only truncates at 500 steps): ``bool[...]`` all False."""
+    _, _, n, _, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
+    return torch.zeros(batch, dtype=torch.bool, device=n.device)
+
+
+def _features(obs: torch.Tensor) -> torch.Tensor:
+    """Hand and puck positions ``[..., 6]``: the features a success classifier looks at (goal fixed)."""
+    return _check("obs", obs)[..., _FEATURES]
+
+
+def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
+    """Build the sparse-reward ``push-v3`` :class:`~mbrl.tasks.maze.GoalTask` (see module doc).
+
+    Args:
+        mt1_seed: seed of MT1's 50 (puck, goal) configurations.
+        task_index: which of them every reset uses.
+    """
+    import metaworld  # noqa: F401  (registers the Meta-World/* ids)
+
+    def make_env(**kw) -> gym.Env:
+        kw.setdefault("disable_env_checker", True)  # its bounds check trips over MT1's stale space
+        env = gym.make("Meta-World/MT1", env_name="push-v3", seed=mt1_seed, **kw)
+        return FixedTaskWrapper(env, task_index)
+
+    probe = make_env()
+    obs0, _ = probe.reset(seed=0)
+    probe.close()
+    goal = torch.as_tensor(obs0[_GOAL], dtype=torch.float64)
+    quat0 = torch.as_tensor(obs0[_QUAT], dtype=torch.float64)
+
+    def success_examples(k: int, seed: int | torch.Generator | None = 0, device=None,
+                         radius: float = 0.02) -> torch.Tensor:
+        """``k`` successful states ``[k, 39]`` (float32): the puck uniformly within ``radius`` (< 0.05) of
+        the goal in xy (resting height), the hand 3 cm above the puck (+-5 mm noise), gripper half open
+        (as when the scripted ``SawyerPushV3Policy`` succeeds), the reset quaternion, previous frame equal
+        to the current one (at rest) and the goal entries equal to the task's goal."""
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not 0 <= radius < PUSH_RADIUS:
+            raise ValueError(f"radius must be in [0, {PUSH_RADIUS}), got {radius}")
+        gen = make_generator(seed, "cpu")
+        ang = torch.rand(k, generator=gen, dtype=torch.float64) * (2 * np.pi)
+        rad = radius * torch.rand(k, generator=gen, dtype=torch.float64).sqrt()
+        obj = goal.expand(k, 3).clone()
+        obj[:, 0] += rad * ang.cos()
+        obj[:, 1] += rad * ang.sin()
+        hand = obj + torch.tensor([0.0, 0.0, 0.03], dtype=torch.float64)
+        hand = hand + 0.005 * (2 * torch.rand(k, 3, generator=gen, dtype=torch.float64) - 1)
+        frame = torch.cat([hand, torch.full((k, 1), 0.5, dtype=torch.float64), obj, quat0.expand(k, 4),
+                           torch.zeros(k, 7, dtype=torch.float64)], dim=-1)
+        out = torch.cat([frame, frame, goal.expand(k, 3)], dim=-1)
+        return out.to(dtype=torch.float32, device=device)
+
+    return GoalTask(name="MetaWorld-push-v3", obs_dim=OBS_DIM, act_dim=ACT_DIM,
+                    action_low=np.full(ACT_DIM, -1.0, dtype=np.float32),
+                    action_high=np.full(ACT_DIM, 1.0, dtype=np.float32), max_episode_steps=500,
+                    make_env=make_env, reward_fn=_reward, termination_fn=_never,
+                    description=("Meta-World push-v3 (MT1 configuration fixed): push the puck to the goal; "
+                                 "sparse reward 1 when the puck is within 0.05 of it; never terminates."),
+                    info={"goal": goal.tolist(), "puck_start": obs0[_OBJ].tolist(),
+                          "goal_radius": PUSH_RADIUS, "mt1_seed": mt1_seed, "task_index": task_index},
+                    success_fn=push_success,
+                    distance_fn=push_distance, success_examples=success_examples, goal_features=_features)
