@@ -1,0 +1,45 @@
+"""Control tasks with exact batched torch reward and termination functions (design.md, "PETS").
+
+``make_task(name, **options)`` builds a :class:`Task` for one of :data:`TASKS`; ``options`` are the env's
+``gymnasium.make`` kwargs (reward weights, ``frame_skip``, ...), shared by the env and the functions so
+that they stay exact. Goal-reaching tasks for MURAL live in :mod:`mbrl.tasks.maze` and
+:mod:`mbrl.tasks.metaworld_push` (optional dependencies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mbrl.tasks.base import Task, make_gym_task
+from mbrl.tasks.half_cheetah import make_half_cheetah_task
+from mbrl.tasks.hopper import make_hopper_task
+from mbrl.tasks.inverted_pendulum import make_inverted_pendulum_task
+from mbrl.tasks.pusher import make_pusher_task
+from mbrl.tasks.reacher import make_reacher_task
+
+__all__ = ["TASKS", "Task", "make_gym_task", "make_task"]
+
+_MAKERS: dict[str, Callable[..., Task]] = {
+    "Hopper-v5": make_hopper_task,
+    "HalfCheetah-v5": make_half_cheetah_task,
+    "InvertedPendulum-v5": make_inverted_pendulum_task,
+    "Reacher-v5": make_reacher_task,
+    "Pusher-v5": make_pusher_task,
+}
+TASKS: tuple[str, ...] = tuple(_MAKERS)
+
+
+def make_task(name: str, **options) -> Task:
+    """Build the :class:`Task` ``name`` (one of :data:`TASKS`).
+
+    Args:
+        name: gymnasium id, e.g. ``"Hopper-v5"``.
+        **options: ``gymnasium.make`` kwargs for the env (e.g. ``ctrl_cost_weight=0.2``,
+            ``max_episode_steps=200``); reward-relevant ones also set the reward/termination functions.
+    Raises:
+        ValueError: for an unknown ``name`` (the message lists the known ones) or an invalid option.
+    """
+    maker = _MAKERS.get(name)
+    if maker is None:
+        raise ValueError(f"name must be one of {list(TASKS)}, got {name!r}")
+    return maker(**options)
