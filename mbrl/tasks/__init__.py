@@ -26,6 +26,27 @@ _MAKERS: dict[str, Callable[..., Task]] = {
     "Reacher-v5": make_reacher_task,
     "Pusher-v5": make_pusher_task,
 }
+
+
+def _maze(name: str) -> Callable[..., Task]:
+    def make(**options) -> Task:
+        from mbrl.tasks.maze import make_maze_task  # needs the optional gymnasium-robotics
+
+        return make_maze_task(name, **options)
+
+    return make
+
+
+def _push(**options) -> Task:
+    from mbrl.tasks.metaworld_push import make_push_task  # needs the optional metaworld
+
+    return make_push_task(**options)
+
+
+_MAKERS.update({"PointMaze_UMaze-v3": _maze("PointMaze_UMaze-v3"),
+                "PointMaze_Medium-v3": _maze("PointMaze_Medium-v3"),
+                "MetaWorld-push-v3": _push})
+
 TASKS: tuple[str, ...] = tuple(_MAKERS)
 
 
