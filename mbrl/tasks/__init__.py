@@ -17,7 +17,7 @@ from mbrl.tasks.inverted_pendulum import make_inverted_pendulum_task
 from mbrl.tasks.pusher import make_pusher_task
 from mbrl.tasks.reacher import make_reacher_task
 
-__all__ = ["TASKS", "Task", "make_gym_task", "make_task"]
+__all__ = ["GOAL_TASKS", "TASKS", "Task", "make_gym_task", "make_task"]
 
 _MAKERS: dict[str, Callable[..., Task]] = {
     "Hopper-v5": make_hopper_task,
@@ -43,11 +43,12 @@ def _push(**options) -> Task:
     return make_push_task(**options)
 
 
+TASKS: tuple[str, ...] = tuple(_MAKERS)  # the MuJoCo control tasks (gymnasium[mujoco] only)
+
 _MAKERS.update({"PointMaze_UMaze-v3": _maze("PointMaze_UMaze-v3"),
                 "PointMaze_Medium-v3": _maze("PointMaze_Medium-v3"),
                 "MetaWorld-push-v3": _push})
-
-TASKS: tuple[str, ...] = tuple(_MAKERS)
+GOAL_TASKS: tuple[str, ...] = tuple(k for k in _MAKERS if k not in TASKS)  # sparse goal tasks for MURAL
 
 
 def make_task(name: str, **options) -> Task:
@@ -62,5 +63,5 @@ def make_task(name: str, **options) -> Task:
     """
     maker = _MAKERS.get(name)
     if maker is None:
-        raise ValueError(f"name must be one of {list(TASKS)}, got {name!r}")
+        raise ValueError(f"name must be one of {list(_MAKERS)}, got {name!r}")
     return maker(**options)
