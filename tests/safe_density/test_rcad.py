@@ -1,0 +1,303 @@
+"""Tests for safe_density.rcad (design.md "RCAD adversarial unlearning")."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safe_density.rcad import RCAD, adversarial_inputs, predictive_entropy, rcad_loss
+
+torch.set_num_threads(1)
+
+
+def _linear(d_in: int, d_out: int, seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(d_in, d_out).double()
+    return lin
+
+
+# ------------------------------------------------------------------ exact references (numpy, float64)
+def _np_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.mark.parametrize("alpha,lam", [(0.5, 0.2), (3.0, 1.0), (0.0, 0.7)])
+def test_logistic_regression_matches_hand_computation(alpha, lam):
+    model = _linear(3, 1, seed=1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    y = rng.integers(0, 2, size=7).astype(float)
+    w = model.weight.detach().numpy()[0]
+    b = model.bias.detach().numpy()[0]
+    # closed form: d BCE / dx = (sigma(w.x + b) - y) w  ->  normalised: sign(sigma - y) w / |w|
+    s = _np_sigmoid(x @ w + b)
+    g = (s - y)[:, None] * w[None, :]
+    x_adv = x + alpha * g / np.linalg.norm(g, axis=1, keepdims=True)
+    ce = -(y * np.log(s) + (1 - y) * np.log(1 - s))
+    p = _np_sigmoid(x_adv @ w + b)
+    ent = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    expected = ce - lam * ent
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    got = rcad_loss(model, xt, yt, step_size=alpha, weight=lam, reduction="none")
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rcad_loss(model, xt, yt, alpha, lam).item(), expected.mean(), rtol=1e-10)
+    np.testing.assert_allclose(adversarial_inputs(model, xt, yt, alpha).numpy(), x_adv, rtol=1e-10)
+    # a [B, 1] head and [B, 1] labels give the same numbers
+    flat = lambda z: model(z)[:, 0]  # noqa: E731
+    got_flat = rcad_loss(flat, xt, yt[:, None], alpha, lam, reduction="none")
+    np.testing.assert_allclose(got_flat.detach().numpy(), expected, rtol=1e-10)
+
+
+def test_softmax_regression_matches_hand_computation():
+    model = _linear(4, 3, seed=2)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4))
+    y = rng.integers(0, 3, size=6)
+    W = model.weight.detach().numpy()
+    b = model.bias.detach().numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    p = softmax(x @ W.T + b)
+    g = (p - np.eye(3)[y]) @ W  # d CE / dx for a linear softmax model
+    x_adv = x + 1.5 * g / np.linalg.norm(g, axis=1, keepdims=True)
+    ce = -np.log(p[np.arange(6), y])
+    q = softmax(x_adv @ W.T + b)
+    ent = -(q * np.log(q)).sum(1)
+    got = RCAD(step_size=1.5, weight=0.3).loss(model, torch.from_numpy(x), torch.from_numpy(y),
+                                               reduction="none")
+    np.testing.assert_allclose(got.detach().numpy(), ce - 0.3 * ent, rtol=1e-10)
+
+
+def test_predictive_entropy_limits():
+    assert torch.allclose(predictive_entropy(torch.zeros(2, 5)), torch.full((2,), math.log(5)))
+    assert torch.allclose(predictive_entropy(torch.zeros(3)), torch.full((3,), math.log(2)))
+    big = predictive_entropy(torch.tensor([[1e4, 0.0, 0.0], [0.0, -1e4, 0.0]]))
+    assert torch.isfinite(big).all() and big[0] < 1e-6 and torch.allclose(big[1], torch.tensor(math.log(2)))
+
+
+# ------------------------------------------------------------------ gradient does not flow through x'
+def _mlp(d_in=3, d_out=4, seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out))
+    return net.double()
+
+
+def test_parameter_gradient_treats_adversarial_points_as_constants():
+    model = _mlp()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (9,), generator=g)
+    alpha, lam = 2.0, 0.5
+    params = list(model.parameters())
+
+    x_adv = adversarial_inputs(model, x, y, alpha)
+    assert x_adv.grad_fn is None and not x_adv.requires_grad
+    manual = torch.nn.functional.cross_entropy(model(x), y) - lam * predictive_entropy(model(x_adv)).mean()
+    g_manual = torch.autograd.grad(manual, params)
+
+    loss = rcad_loss(model, x, y, alpha, lam)
+    g_rcad = torch.autograd.grad(loss, params)
+    for a, b in zip(g_rcad, g_manual):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    # the version that differentiates through x' (create_graph) differs, so the check above has teeth
+    xr = x.clone().requires_grad_(True)
+    ce_sum = torch.nn.functional.cross_entropy(model(xr), y, reduction="sum")
+    (gx,) = torch.autograd.grad(ce_sum, xr, create_graph=True)
+    x_adv_graph = x + alpha * gx / gx.norm(dim=1, keepdim=True)
+    ent_graph = predictive_entropy(model(x_adv_graph)).mean()
+    through = torch.nn.functional.cross_entropy(model(x), y) - lam * ent_graph
+    g_through = torch.autograd.grad(through, params)
+    assert max((a - b).abs().max().item() for a, b in zip(g_rcad, g_through)) > 1e-6
+    torch.testing.assert_close(x_adv_graph.detach(), x_adv)
+
+
+def test_inputs_are_not_modified_and_need_no_grad():
+    model = _mlp()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    x0 = x.clone()
+    y = torch.tensor([0, 1, 2, 3, 0])
+    loss = rcad_loss(model, x, y)
+    loss.backward()
+    assert x.grad is None and torch.equal(x, x0)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_zero_gradient_example_stays_put():
+    # a constant model has zero input-gradient: x' = x, loss = CE - λ H, finite
+    class Const(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = torch.nn.Parameter(torch.tensor([0.3, -0.2]))
+
+        def forward(self, x):
+            return self.b.expand(x.shape[0], 2) + 0.0 * x.sum(1, keepdim=True)
+
+    m = Const()
+    x = torch.randn(4, 3)
+    y = torch.tensor([0, 1, 1, 0])
+    torch.testing.assert_close(adversarial_inputs(m, x, y, 5.0), x)
+    val = rcad_loss(m, x, y, 5.0, 0.5)
+    assert torch.isfinite(val)
+
+
+def test_step_has_length_alpha_per_example_for_image_inputs():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 5))
+    x = torch.rand(6, 2, 4, 4)
+    y = torch.randint(0, 5, (6,))
+    x_adv = adversarial_inputs(model, x, y, 0.7)
+    assert x_adv.shape == x.shape
+    torch.testing.assert_close((x_adv - x).flatten(1).norm(dim=1), torch.full((6,), 0.7))
+    # the step increases the loss (first-order ascent direction)
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        assert (ce(model(x_adv), y, reduction="none") > ce(model(x), y, reduction="none")).all()
+
+
+# ------------------------------------------------------------------ batch invariance
+def test_batch_loss_is_mean_of_single_example_losses():
+    model = _mlp()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (8,), generator=g)
+    batch = rcad_loss(model, x, y, 1.0, 0.4, reduction="none")
+    singles = torch.stack([rcad_loss(model, x[i:i + 1], y[i:i + 1], 1.0, 0.4) for i in range(8)])
+    torch.testing.assert_close(batch, singles, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(rcad_loss(model, x, y, 1.0, 0.4), singles.mean(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(rcad_loss(model, x, y, 1.0, 0.4, reduction="sum"), singles.sum())
+
+
+_PERM_MODEL = _mlp(seed=7)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 12), binary=st.booleans())
+def test_permutation_invariance(seed, n, binary):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    if binary:
+        model = lambda z: _PERM_MODEL(z)[:, 0]  # noqa: E731
+        y = torch.randint(0, 2, (n,), generator=g).double()
+    else:
+        model = _PERM_MODEL
+        y = torch.randint(0, 4, (n,), generator=g)
+    perm = torch.randperm(n, generator=g)
+    a = rcad_loss(model, x, y, 1.3, 0.6, reduction="none")
+    b = rcad_loss(model, x[perm], y[perm], 1.3, 0.6, reduction="none")
+    torch.testing.assert_close(a[perm], b, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a.mean(), b.mean(), rtol=1e-9, atol=1e-12)
+
+
+def test_weight_zero_is_cross_entropy_and_weight_lowers_loss():
+    model = _mlp()
+    x = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (10,))
+    ce = torch.nn.functional.cross_entropy(model(x), y)
+    torch.testing.assert_close(rcad_loss(model, x, y, 1.0, 0.0), ce)
+    assert rcad_loss(model, x, y, 1.0, 0.5) < ce  # entropy > 0 enters with a minus sign
+
+
+def test_float32_and_module_defaults():
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    out = RCAD().loss(m, x, [0, 1, 1, 0])
+    assert out.dtype == torch.float32 and out.ndim == 0 and out.requires_grad
+    assert RCAD().step_size == 0.5 and RCAD().weight == 0.2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RCAD().step_size = 1.0
+
+
+# ------------------------------------------------------------------ behaviour: less confident far away
+def _train_2d(regularizer, seed=0, steps=250):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (200,), generator=g)
+    x = torch.randn(200, 2, generator=g) * 0.5
+    x[:, 0] += (2 * y - 1).float() * 1.5
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
+                            torch.nn.Linear(32, 2))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(steps):
+        if regularizer is None:
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+        else:
+            loss = regularizer.loss(m, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc = (m(x).argmax(1) == y).float().mean().item()
+        th = torch.linspace(0, 2 * math.pi, 100)
+        far = 8.0 * torch.stack([th.cos(), th.sin()], 1)
+        conf = m(far).softmax(1).max(1).values.mean().item()
+    return acc, conf
+
+
+def test_rcad_lowers_confidence_far_from_data_and_keeps_accuracy():
+    acc_erm, conf_erm = _train_2d(None)
+    acc_rcad, conf_rcad = _train_2d(RCAD(step_size=4.0, weight=0.5))
+    assert acc_erm >= 0.95 and acc_rcad >= 0.95
+    assert conf_rcad < conf_erm - 0.15, (conf_erm, conf_rcad)
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_inputs_raise_value_error_naming_argument():
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 4)
+    x = torch.randn(5, 3)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    with pytest.raises(ValueError, match="x"):
+        rcad_loss(m, torch.tensor([[float("nan"), 0.0, 0.0]] * 5), y)
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(m, x, y[:4])
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(m, x, torch.tensor([0, 1, 2, 4, 0]))
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(m, x, torch.tensor([0, -1, 2, 3, 0]))
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(m, x, torch.tensor([0.5, 1, 2, 3, 0]))
+    with pytest.raises(ValueError, match="step_size"):
+        rcad_loss(m, x, y, step_size=-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        rcad_loss(m, x, y, weight=-0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        rcad_loss(m, x, y, step_size=float("nan"))
+    with pytest.raises(ValueError, match="reduction"):
+        rcad_loss(m, x, y, reduction="max")
+    with pytest.raises(ValueError, match="step_size"):
+        RCAD(step_size=-0.5)
+    with pytest.raises(ValueError, match="weight"):
+        RCAD(weight=-2)
+    with pytest.raises(ValueError, match="model"):
+        rcad_loss(lambda z: torch.zeros(3, 4), x, y)  # wrong batch from the model
+    with pytest.raises(ValueError, match="model"):
+        rcad_loss("not a model", x, y)
+    binary = torch.nn.Linear(3, 1)
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(binary, x, torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="y"):
+        rcad_loss(binary, x, torch.tensor([0.0, 1.0, float("nan"), 0.0, 1.0]))
+    with pytest.raises(ValueError, match="x"):
+        rcad_loss(m, torch.empty(0, 3), torch.empty(0, dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    model = _mlp()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    cpu = rcad_loss(model, x, y, 1.0, 0.3)
+    gpu = rcad_loss(model.cuda(), x.cuda(), y.cuda(), 1.0, 0.3)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu)
