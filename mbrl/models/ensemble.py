@@ -1,0 +1,429 @@
+"""The PETS probabilistic ensemble: E Gaussian MLPs in one module, one batched matmul per layer.
+
+Chua et al. 2018 (design.md, "PETS"). Each member maps standardised ``(obs, act)`` to the mean and
+log-variance of the standardised state delta ``next_obs - obs``. The members' weights are stacked:
+layer ``l`` has weight ``[E, in, out]`` and bias ``[E, 1, out]`` and is applied to ``h[E, N, in]`` with one
+``torch.baddbmm``, so the planner's particles for all members go through a single kernel per layer.
+
+Training follows the original PETS code (``dmbrl/modeling/models/BNN.py``):
+
+    loss = sum_e [ mean_{n,d} (mu - y)^2 exp(-logvar) + mean_{n,d} logvar ]          (Gaussian NLL)
+         + sum_l wd_l * ||W_l||^2 / 2                                               (tf.nn.l2_loss)
+         + logvar_penalty * (sum max_logvar - sum min_logvar)
+
+with the log-variance soft-bounded by learnable ``max_logvar``/``min_logvar``:
+``logvar = max - softplus(max - logvar); logvar = min + softplus(logvar - min)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mbrl.models.normalizer import Normalizer
+from mbrl.util.seeding import make_generator
+from mbrl.util.serialization import load_state, save_state
+from mbrl.util.validation import as_tensor, check_threshold
+
+__all__ = ["PETS_WEIGHT_DECAY", "ProbabilisticEnsemble", "default_weight_decay"]
+
+#: Per-layer L2 weight decays of the original PETS code (4 hidden layers + output layer).
+PETS_WEIGHT_DECAY: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+
+_ACTIVATIONS = {"silu": F.silu, "swish": F.silu, "relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
+
+
+def default_weight_decay(n_hidden: int) -> tuple[float, ...]:
+    """PETS per-layer decays for ``n_hidden`` hidden layers plus the output layer.
+
+    Exactly :data:`PETS_WEIGHT_DECAY` for 4 hidden layers; otherwise the hidden values are truncated or
+    their last value repeated, and the output layer keeps the PETS output decay.
+    """
+    hid, out = PETS_WEIGHT_DECAY[:-1], PETS_WEIGHT_DECAY[-1]
+    return tuple(hid[min(i, len(hid) - 1)] for i in range(n_hidden)) + (out,)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class ProbabilisticEnsemble(nn.Module):
+    """Ensemble of E Gaussian MLPs predicting the standardised state delta (design.md, "PETS").
+
+    Args:
+        obs_dim: observation size ``O``.
+        act_dim: action size ``A``.
+        ensemble_size: number of members ``E`` (5 in PETS).
+        hidden: hidden layer widths (PETS: 4 x 200 for HalfCheetah/Reacher, see design.md table).
+        activation: ``"silu"`` (= swish, PETS), ``"relu"``, ``"tanh"`` or ``"elu"``.
+        weight_decay: one L2 coefficient per layer including the output layer (``len(hidden) + 1`` values).
+            ``None`` gives the PETS schedule :data:`PETS_WEIGHT_DECAY` for 4 hidden layers; for other
+            depths its hidden-layer values are truncated (or the last one repeated) and the output
+            layer keeps 1e-4 (see :func:`default_weight_decay`).
+        init_max_logvar, init_min_logvar: initial soft bounds of the log-variance (0.5 / -10 in PETS).
+        logvar_penalty: coefficient of ``sum(max_logvar) - sum(min_logvar)`` in the loss (0.01).
+        device, dtype: where and in which floating dtype the parameters live.
+        seed: seed of the weight initialisation (truncated normal, std ``1 / (2 sqrt(in))``).
+
+    Attributes:
+        ensemble_size, obs_dim, act_dim: sizes ``E``, ``O``, ``A``.
+        in_normalizer: standardises ``cat(obs, act)`` (``[O + A]`` statistics).
+        out_normalizer: standardises the delta targets (``[O]`` statistics).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        ensemble_size: int = 5,
+        hidden: Sequence[int] = (200, 200, 200, 200),
+        activation: str = "silu",
+        weight_decay: Sequence[float] | None = None,
+        init_max_logvar: float = 0.5,
+        init_min_logvar: float = -10.0,
+        logvar_penalty: float = 0.01,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ):
+        super().__init__()
+        for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("ensemble_size", ensemble_size)):
+            if isinstance(v, bool) or int(v) != v or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h <= 0 for h in hidden):
+            raise ValueError(f"hidden must hold positive widths, got {hidden}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if weight_decay is None:
+            weight_decay = default_weight_decay(len(hidden))
+        weight_decay = tuple(float(w) for w in weight_decay)
+        if len(weight_decay) != len(hidden) + 1:
+            raise ValueError(
+                f"weight_decay must have len(hidden) + 1 = {len(hidden) + 1} values (one per layer), "
+                f"got {len(weight_decay)}"
+            )
+        if any(not math.isfinite(w) or w < 0 for w in weight_decay):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay}")
+        init_max_logvar = check_threshold("init_max_logvar", init_max_logvar, low=-1e6, high=1e6)
+        init_min_logvar = check_threshold("init_min_logvar", init_min_logvar, low=-1e6, high=init_max_logvar,
+                                          inclusive=False)
+        logvar_penalty = check_threshold("logvar_penalty", logvar_penalty, low=0.0, high=1e6)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+
+        self.obs_dim, self.act_dim, self.ensemble_size = int(obs_dim), int(act_dim), int(ensemble_size)
+        self.hidden, self.activation, self.weight_decay = hidden, activation, weight_decay
+        self.init_max_logvar, self.init_min_logvar = init_max_logvar, init_min_logvar
+        self.logvar_penalty, self.seed = logvar_penalty, int(seed)
+        self._act = _ACTIVATIONS[activation]
+        device = torch.device(device) if device is not None else torch.device("cpu")
+
+        # Initialise on CPU in float32 with a seeded generator so the weights are identical on every device.
+        gen = make_generator(self.seed, "cpu")
+        sizes = (self.obs_dim + self.act_dim, *hidden, 2 * self.obs_dim)
+        E = self.ensemble_size
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            std = 1.0 / (2.0 * math.sqrt(n_in))
+            w = torch.empty(E, n_in, n_out)
+            nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std, generator=gen)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(E, 1, n_out)))
+        self.max_logvar = nn.Parameter(torch.full((1, 1, self.obs_dim), init_max_logvar))
+        self.min_logvar = nn.Parameter(torch.full((1, 1, self.obs_dim), init_min_logvar))
+        self.in_normalizer = Normalizer(self.obs_dim + self.act_dim)
+        self.out_normalizer = Normalizer(self.obs_dim)
+        self.to(device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------ hot path
+    def forward(self, x_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and soft-bounded log-variance of the standardised delta.
+
+        Args:
+            x_norm: ``[E, N, O + A]`` standardised inputs (member ``e`` reads block ``e``).
+        Returns:
+            ``(mean, logvar)``, each ``[E, N, O]``, in standardised target units.
+        """
+        h = x_norm
+        n = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < n:
+                h = self._act(h)
+        mean, logvar = h.split(self.obs_dim, dim=-1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return ``(obs, x_norm)`` (shape checks only)."""
+        E = self.ensemble_size
+        if obs.ndim == 2:
+            obs = obs.unsqueeze(0).expand(E, -1, -1)
+        if act.ndim == 2:
+            act = act.unsqueeze(0).expand(E, -1, -1)
+        if obs.ndim != 3 or obs.shape[0] != E or obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"obs must have shape ({E}, N, {self.obs_dim}) or (N, {self.obs_dim}), "
+                             f"got {tuple(obs.shape)}")
+        if act.ndim != 3 or act.shape[:2] != obs.shape[:2] or act.shape[-1] != self.act_dim:
+            raise ValueError(f"act must have shape ({E}, {obs.shape[1]}, {self.act_dim}) or "
+                             f"({obs.shape[1]}, {self.act_dim}), got {tuple(act.shape)}")
+        x = self.in_normalizer.normalize(torch.cat([obs, act], dim=-1))
+        return obs, x.to(self.max_logvar.dtype)
+
+    def predict(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Next observations in raw units: ``obs + denorm(mean + exp(logvar / 2) * noise)``.
+
+        Args:
+            obs: ``[E, N, O]`` (member ``e`` predicts row block ``e``) or ``[N, O]`` (every member).
+            act: ``[E, N, A]`` or ``[N, A]``.
+            deterministic: return the mean prediction (no noise).
+            generator: source of the Gaussian noise (seeded sampling).
+        Returns:
+            ``[E, N, O]`` next observations in the dtype of ``obs`` (float32 if ``obs`` is not floating).
+        """
+        obs, x = self._inputs(obs, act)
+        mean, logvar = self.forward(x)
+        if not deterministic:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            mean = mean + torch.exp(0.5 * logvar) * noise
+        out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
+        return (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
+
+    def mean_and_var(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member Gaussian of the next observation in raw units.
+
+        Args:
+            obs: ``[E, N, O]`` or ``[N, O]``; act: ``[E, N, A]`` or ``[N, A]``.
+        Returns:
+            ``(mean_next_obs, var)``, each ``[E, N, O]``. Ensemble disagreement (epistemic uncertainty)
+            is ``mean_next_obs.var(0)``; ``var`` is each member's aleatoric variance.
+        """
+        obs, x = self._inputs(obs, act)
+        mean, logvar = self.forward(x)
+        out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
+        mean_next = (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
+        var = (torch.exp(logvar) * self.out_normalizer.std.square()).to(out_dtype)
+        return mean_next, var
+
+    # ------------------------------------------------------------------ training
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PETS training loss (module docstring) for ``x[E, B, in]``, ``y[E, B, O]``; returns (total, nll)."""
+        mean, logvar = self.forward(x)
+        nll = ((mean - y).square() * torch.exp(-logvar)).mean((1, 2)) + logvar.mean((1, 2))
+        nll = nll.sum()
+        decay = sum(wd * 0.5 * w.square().sum() for wd, w in zip(self.weight_decay, self.weights) if wd > 0)
+        bounds = self.logvar_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
+        return nll + decay + bounds, nll
+
+    @torch.no_grad()
+    def _holdout_mse(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Per-member MSE of the mean on standardised targets; ``x[N, in]``, ``y[N, O]`` -> ``[E]``."""
+        E = self.ensemble_size
+        total = torch.zeros(E, dtype=torch.float64, device=x.device)
+        for s in range(0, x.shape[0], chunk):
+            xb = x[s : s + chunk].unsqueeze(0).expand(E, -1, -1)
+            mean, _ = self.forward(xb)
+            total += (mean - y[s : s + chunk]).square().sum((1, 2)).double()
+        return total / (x.shape[0] * self.obs_dim)
+
+    def _member_state(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in (*self.weights, *self.biases)]
+
+    def fit(
+        self,
+        data,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        holdout: float = 0.1,
+        patience: int = 5,
+        bootstrap: bool = True,
+        seed: int = 0,
+        progress: bool = True,
+        max_holdout: int = 5000,
+    ) -> dict:
+        """Train all members together by the PETS loss with Adam (design.md, "PETS").
+
+        Args:
+            data: a ``ReplayBuffer`` (its stored transitions), a ``Batch`` or a tuple
+                ``(obs[N,O], act[N,A], next_obs[N,O])``, on any device.
+            epochs: maximum number of passes (PETS: 5 after every episode).
+            batch_size: minibatch size per member (PETS: 32).
+            lr: Adam learning rate (PETS: 1e-3).
+            holdout: fraction of the (shuffled) data held out for early stopping, capped at ``max_holdout``
+                rows. With no holdout rows the training data (up to ``max_holdout`` rows) is scored instead.
+            patience: stop once no member improved its holdout MSE for this many epochs.
+            bootstrap: each member trains on its own resample (with replacement) of the training split;
+                otherwise every member sees the whole split in its own order.
+            seed: seeds the split, the bootstrap and the minibatch order (bit-identical reruns on CPU).
+            progress: show a tqdm bar over epochs.
+        Returns:
+            ``{"train_loss": [float per epoch], "holdout_mse": [[float per member] per epoch],
+            "best_epoch": [int per member]}``; holdout MSE is in standardised target units and each member
+            ends with its weights from its best epoch (0-based index into the lists).
+        """
+        obs, act, next_obs = self._unpack(data)
+        epochs = int(check_threshold("epochs", epochs, low=1, high=1e9))
+        batch_size = int(check_threshold("batch_size", batch_size, low=1, high=1e12))
+        lr = check_threshold("lr", lr, low=0.0, high=1e6, inclusive=False)
+        holdout = check_threshold("holdout", holdout, low=0.0, high=1.0, inclusive=True)
+        patience = int(check_threshold("patience", patience, low=1, high=1e9))
+        max_holdout = int(check_threshold("max_holdout", max_holdout, low=0, high=1e12))
+
+        dev, dtype = self.max_logvar.device, self.max_logvar.dtype
+        N, E = obs.shape[0], self.ensemble_size
+        gen = make_generator(int(seed), "cpu")
+        perm = torch.randperm(N, generator=gen)
+        n_hold = min(int(N * holdout), max_holdout)
+        if N - n_hold < 1:
+            raise ValueError(f"holdout={holdout} leaves no training data out of {N} rows")
+        hold_idx, train_idx = perm[:n_hold], perm[n_hold:]
+        if n_hold == 0:
+            hold_idx = train_idx[:max_holdout] if max_holdout > 0 else train_idx
+
+        x_all = torch.cat([obs, act], dim=-1)
+        d_all = next_obs - obs
+        x_tr, d_tr = x_all[train_idx.to(obs.device)], d_all[train_idx.to(obs.device)]
+        self.in_normalizer.fit(x_tr)
+        self.out_normalizer.fit(d_tr)
+        x_tr = self.in_normalizer.normalize(x_tr.to(dev)).to(dtype)
+        y_tr = self.out_normalizer.normalize(d_tr.to(dev)).to(dtype)
+        hi = hold_idx.to(obs.device)
+        x_ho = self.in_normalizer.normalize(x_all[hi].to(dev)).to(dtype)
+        y_ho = self.out_normalizer.normalize(d_all[hi].to(dev)).to(dtype)
+
+        n_tr = x_tr.shape[0]
+        if bootstrap:
+            idx = torch.randint(n_tr, (E, n_tr), generator=gen)
+        else:
+            idx = torch.arange(n_tr).expand(E, n_tr).clone()
+        n_batches = math.ceil(n_tr / batch_size)
+
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        best_mse = torch.full((E,), math.inf, dtype=torch.float64)
+        best_epoch = [-1] * E
+        best_state = self._member_state()
+        best_bounds = (self.max_logvar.detach().clone(), self.min_logvar.detach().clone())
+        since = 0
+        hist: dict = {"train_loss": [], "holdout_mse": [], "best_epoch": best_epoch}
+        bar = tqdm(range(epochs), desc="fit ensemble", unit="epoch", disable=not progress, leave=False)
+        for epoch in bar:
+            # Shuffle each member's index row independently (PETS shuffle_rows).
+            order = torch.argsort(torch.rand(E, n_tr, generator=gen), dim=1)
+            ep_idx = torch.gather(idx, 1, order).to(dev)
+            total = torch.zeros((), dtype=torch.float64, device=dev)
+            for b in range(n_batches):
+                bi = ep_idx[:, b * batch_size : (b + 1) * batch_size]
+                loss, _ = self._loss(x_tr[bi], y_tr[bi])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+            mse = self._holdout_mse(x_ho, y_ho).cpu()
+            hist["train_loss"].append(float(total) / n_batches)
+            hist["holdout_mse"].append(mse.tolist())
+            improved = mse < best_mse
+            if bool(improved.any()):
+                since = 0
+                best_mse = torch.where(improved, mse, best_mse)
+                mask = improved.to(dev)
+                with torch.no_grad():
+                    for s, p in zip(best_state, (*self.weights, *self.biases)):
+                        s[mask] = p[mask]
+                best_bounds = (self.max_logvar.detach().clone(), self.min_logvar.detach().clone())
+                for e in torch.nonzero(improved).flatten().tolist():
+                    best_epoch[e] = epoch
+            else:
+                since += 1
+            bar.set_postfix(loss=f"{hist['train_loss'][-1]:.4g}", holdout=f"{float(mse.mean()):.4g}")
+            if since >= patience:
+                break
+        bar.close()
+        with torch.no_grad():
+            for s, p in zip(best_state, (*self.weights, *self.biases)):
+                p.copy_(s)
+            self.max_logvar.copy_(best_bounds[0])
+            self.min_logvar.copy_(best_bounds[1])
+        return hist
+
+    def _unpack(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validated ``(obs[N,O], act[N,A], next_obs[N,O])`` tensors from a buffer, a Batch or a tuple."""
+        if hasattr(data, "all") and callable(data.all) and hasattr(data, "obs_dim"):
+            if len(data) == 0:
+                raise ValueError("data (ReplayBuffer) is empty")
+            data = data.all()
+        if hasattr(data, "obs") and hasattr(data, "act") and hasattr(data, "next_obs"):
+            parts = (data.obs, data.act, data.next_obs)
+        elif isinstance(data, (tuple, list)) and len(data) == 3:
+            parts = tuple(data)
+        else:
+            raise ValueError("data must be a ReplayBuffer or a tuple (obs, act, next_obs)")
+        dtype = torch.float32 if self.max_logvar.dtype in (torch.float16, torch.bfloat16) else None
+        obs = as_tensor("data.obs", parts[0], dtype=dtype, last_dim=self.obs_dim, nonempty=True)
+        act = as_tensor("data.act", parts[1], dtype=obs.dtype, device=obs.device, last_dim=self.act_dim,
+                        nonempty=True)
+        nxt = as_tensor("data.next_obs", parts[2], dtype=obs.dtype, device=obs.device, last_dim=self.obs_dim,
+                        nonempty=True)
+        if obs.ndim != 2:
+            raise ValueError(f"data.obs must have shape (N, {self.obs_dim}), got {tuple(obs.shape)}")
+        if act.shape != (obs.shape[0], self.act_dim):
+            raise ValueError(
+                f"data.act must have shape ({obs.shape[0]}, {self.act_dim}), got {tuple(act.shape)}"
+            )
+        if nxt.shape != obs.shape:
+            raise ValueError(f"data.next_obs must have shape {tuple(obs.shape)}, got {tuple(nxt.shape)}")
+        return obs, act, nxt
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable) of this model, dtype being the current one."""
+        return {
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "ensemble_size": self.ensemble_size,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "weight_decay": list(self.weight_decay),
+            "init_max_logvar": self.init_max_logvar,
+            "init_min_logvar": self.init_min_logvar,
+            "logvar_penalty": self.logvar_penalty,
+            "seed": self.seed,
+            "dtype": _dtype_name(self.max_logvar.dtype),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write weights, bounds and normaliser statistics (safetensors) and the config (JSON) to ``path``."""
+        save_state(path, {k: v for k, v in self.state_dict().items()},
+                   {"class": "ProbabilisticEnsemble", "config": self.config()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str | None = None) -> ProbabilisticEnsemble:
+        """Rebuild a model saved by :meth:`save` (bit-exact) on ``device`` (CPU by default)."""
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        tensors, meta = load_state(path, device=device)
+        if meta.get("class") != "ProbabilisticEnsemble":
+            raise ValueError(f"path {path} does not hold a ProbabilisticEnsemble checkpoint")
+        cfg = dict(meta["config"])
+        cfg["dtype"] = getattr(torch, cfg["dtype"])
+        model = cls(**cfg, device=device)
+        model.load_state_dict(tensors, strict=True)
+        return model
+
+    def extra_repr(self) -> str:
+        return (f"obs_dim={self.obs_dim}, act_dim={self.act_dim}, ensemble_size={self.ensemble_size}, "
+                f"hidden={self.hidden}, activation={self.activation!r}")
