@@ -1,0 +1,122 @@
+"""Shared machinery of the density models: input validation and standardisation (design.md, "Contracts").
+
+Every density model in :mod:`safe_density.density` works on *standardised* data
+``z = (x - mean) / std`` (per feature; ``std < 1e-12`` is replaced by 1, as in PETS' normaliser) and
+reports the log-density of the *original* variable,
+
+    log p_x(x) = log p_z((x - mean) / std) - sum_d log std_d,
+
+so energies ``E = -log p`` from different models are on the same scale. The energy of a Lyapunov density
+model (design.md, "Lyapunov density models") is ``E(s, a) = -log p(s, a)`` from any of these.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mbrl.util.validation import as_tensor
+
+__all__ = ["DensityBase", "validate_fit_data"]
+
+_MIN_STD = 1e-12
+
+
+def validate_fit_data(x, *, name: str = "x", dtype=None, device=None, min_points: int = 1) -> torch.Tensor:
+    """Validate training data: a finite, non-empty ``[N, D]`` tensor with ``N >= min_points``."""
+    t = as_tensor(name, x, dtype=dtype, device=device, nonempty=True)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature, got shape {tuple(t.shape)}")
+    if t.shape[0] < min_points:
+        raise ValueError(f"{name} needs at least {min_points} points, got {t.shape[0]}")
+    return t
+
+
+class DensityBase:
+    """Base class: device/dtype/seed handling, standardisation, query validation and the log-det term.
+
+    Subclasses implement ``_fit_standardised(z: Tensor[N, D])`` and ``_log_prob_standardised(z:
+    Tensor[M, D]) -> Tensor[M]`` and the (de)serialisation hooks ``_state`` / ``_load_state``.
+    """
+
+    def __init__(
+        self, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seed: int | None = 0
+    ) -> None:
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.seed = seed
+        self.dim: int | None = None
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def fitted(self) -> bool:
+        return self.mean is not None
+
+    def fit(self, x, **kwargs):
+        """Fit to ``x: Tensor[N, D]`` (array-like accepted) and return ``self``."""
+        t = validate_fit_data(x, dtype=self.dtype, device=self.device, min_points=self._min_points())
+        self.dim = int(t.shape[1])
+        self.mean = t.mean(0)
+        std = t.std(0, unbiased=False) if t.shape[0] > 1 else torch.ones_like(self.mean)
+        self.std = torch.where(std < _MIN_STD, torch.ones_like(std), std)
+        self._fit_standardised((t - self.mean) / self.std, **kwargs)
+        return self
+
+    def log_prob(self, x) -> torch.Tensor:
+        """``x: Tensor[..., D]`` -> ``log p(x): Tensor[...]`` (original, unstandardised units)."""
+        z, batch = self._standardise_query(x)
+        out = self._log_prob_standardised(z) - torch.log(self.std).sum()
+        return out.reshape(batch)
+
+    def energy(self, x) -> torch.Tensor:
+        """``E(x) = -log p(x)``: ``Tensor[..., D]`` -> ``Tensor[...]`` (design.md, LDM energy)."""
+        return -self.log_prob(x)
+
+    # ------------------------------------------------------------------ helpers
+    def _min_points(self) -> int:
+        return 1
+
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(x) first")
+
+    def _standardise_query(self, x) -> tuple[torch.Tensor, tuple[int, ...]]:
+        self._require_fitted()
+        t = as_tensor("x", x, dtype=self.dtype, device=self.device, min_ndim=1, last_dim=self.dim)
+        batch = tuple(t.shape[:-1])
+        return ((t - self.mean) / self.std).reshape(-1, self.dim), batch
+
+    def _base_tensors(self) -> dict[str, torch.Tensor]:
+        self._require_fitted()
+        return {"mean": self.mean, "std": self.std}
+
+    def _base_meta(self) -> dict:
+        return {
+            "class": type(self).__name__,
+            "dim": self.dim,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "seed": self.seed,
+        }
+
+    def _load_base(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if meta.get("class") != type(self).__name__:
+            raise ValueError(f"checkpoint holds a {meta.get('class')}, not a {type(self).__name__}")
+        self.dim = int(meta["dim"])
+        self.mean = tensors["mean"].to(self.device, self.dtype)
+        self.std = tensors["std"].to(self.device, self.dtype)
+
+    @staticmethod
+    def _dtype_from(meta: dict) -> torch.dtype:
+        return getattr(torch, meta.get("dtype", "float32"))
+
+    # subclasses
+    def _fit_standardised(self, z: torch.Tensor, **kwargs) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _log_prob_standardised(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,22 @@
+"""Lyapunov density models (Kang et al., ICML 2022; design.md, "Lyapunov density models").
+
+- :func:`solve_tabular` / :func:`solve_tabular_stochastic`: exact LDM ``G[S, A]`` on finite MDPs (reference).
+- :class:`LyapunovDensityModel`: ``G_phi(s, a)`` learned from offline transitions; ``constraint(c)`` gives a
+  ``Constraint`` for planners.
+- :class:`DensityConstrainedController` / :class:`DensityConstrainedActionWrapper`: keep any controller's
+  actions inside ``G(s, a) <= c``.
+"""
+
+from safe_density.ldm.controller import DensityConstrainedActionWrapper, DensityConstrainedController
+from safe_density.ldm.learned import LDMConfig, LDMConstraint, LyapunovDensityModel
+from safe_density.ldm.tabular import solve_tabular, solve_tabular_stochastic
+
+__all__ = [
+    "DensityConstrainedActionWrapper",
+    "DensityConstrainedController",
+    "LDMConfig",
+    "LDMConstraint",
+    "LyapunovDensityModel",
+    "solve_tabular",
+    "solve_tabular_stochastic",
+]

@@ -1,0 +1,462 @@
+"""Learned Lyapunov density model ``G_phi(s, a)`` from offline transitions (design.md, LDM section).
+
+Kang, Gradu, Choi, Janner, Tomlin & Levine, "Lyapunov Density Models: Constraining Distribution Shift in
+Learning-Based Control", ICML 2022 (arXiv 2206.10524). With energies ``E(s, a) = -log p(s, a)`` from any
+``DensityModel`` fitted on the data's state-action pairs, ``G`` is regressed like a Q-function on the
+discounted backup
+
+    y = (1 - gamma) E(s, a) + gamma * max( E(s, a), min_a' G_target(s', a') ),    y = E(s, a) if terminated
+
+with a Polyak-averaged target network, and ``min_a'`` taken over ``n_action_samples`` uniform samples in the
+action box (optionally refined by ``cem_steps`` of the cross-entropy method). The backup's fixed point tends
+to the undiscounted LDM as ``gamma -> 1`` (``safe_density.ldm.tabular``).
+
+Choices made here (stated, not from the paper's code, which we could not consult):
+
+* ``G >= E`` holds for the exact LDM, so every prediction is ``max(E(s, a), G_phi(s, a))``: unseen actions
+  (where ``G_phi`` extrapolates freely) can never look safer than their own density says, which removes the
+  optimistic-``min`` failure of offline Q-learning with a minimum.
+* Energies in the *targets* are capped at ``energy_cap`` (default: the data energies' max plus two standard
+  deviations): beyond it a point is out of distribution anyway and huge ``-log p`` values would dominate the
+  regression. The network predicts ``G`` standardised by the data energies' mean and standard deviation.
+* Defaults: ``gamma = 0.99``, two hidden layers of 256 (ReLU), Adam ``lr = 3e-4``, ``tau = 0.005``, batch 256
+  (standard off-policy Q-learning settings); default density: a 16-component Gaussian mixture (cheap to
+  evaluate on every backup; pass a ``FlowDensity`` for a normalising flow).
+* Terminated transitions have no future: ``y = E(s, a)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mbrl.util.seeding import make_generator
+from mbrl.util.serialization import load_state, save_state
+from mbrl.util.validation import as_tensor, check_threshold
+
+__all__ = ["LDMConfig", "LDMConstraint", "LyapunovDensityModel"]
+
+
+@dataclass(frozen=True)
+class LDMConfig:
+    """Hyper-parameters of :class:`LyapunovDensityModel` (module docstring for their provenance)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    gamma: float = 0.99
+    n_action_samples: int = 32
+    cem_steps: int = 0
+    cem_elites: int = 4
+    tau: float = 0.005
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    steps: int = 10_000
+    batch_size: int = 256
+    energy_cap: float | None = None
+    density_components: int = 16
+
+    def __post_init__(self) -> None:
+        hidden = tuple(int(h) for h in self.hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {self.hidden}")
+        object.__setattr__(self, "hidden", hidden)
+        g = check_threshold("gamma", self.gamma, low=0.0, high=1.0)
+        if g == 0.0:
+            raise ValueError("gamma must lie in (0, 1], got 0.0")
+        for name in ("n_action_samples", "cem_elites", "steps", "batch_size", "density_components"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.cem_steps) < 0:
+            raise ValueError(f"cem_steps must be >= 0, got {self.cem_steps}")
+        if int(self.cem_elites) > int(self.n_action_samples):
+            raise ValueError(
+                f"cem_elites ({self.cem_elites}) must be <= n_action_samples ({self.n_action_samples})"
+            )
+        check_threshold("tau", self.tau, low=0.0, high=1.0, inclusive=True)
+        if float(self.tau) == 0.0:
+            raise ValueError("tau must lie in (0, 1], got 0.0")
+        check_threshold("lr", self.lr, low=0.0, high=math.inf, inclusive=False)
+        check_threshold("weight_decay", self.weight_decay, low=0.0)
+        check_threshold("grad_clip", self.grad_clip, low=0.0, high=math.inf, inclusive=False)
+        if self.energy_cap is not None:
+            check_threshold("energy_cap", self.energy_cap)
+
+
+@dataclass
+class LDMConstraint:
+    """``Constraint`` (safe_density.contracts): ``cost(obs, act) = G(obs, act)`` (or ``E`` if ``greedy``).
+
+    Feasible where ``cost <= threshold``. ``greedy=True`` gives the one-step density constraint
+    ``E(s, a) <= c`` that the LDM paper shows can lead out of the data (its Fig. 1).
+    """
+
+    ldm: LyapunovDensityModel
+    threshold: float
+    greedy: bool = False
+
+    def cost(self, obs, act) -> torch.Tensor:
+        """``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]``."""
+        return self.ldm.energy(obs, act) if self.greedy else self.ldm.value(obs, act)
+
+
+def _mlp(inp: int, hidden: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(inp, h), nn.ReLU()]
+        inp = h
+    layers.append(nn.Linear(inp, 1))
+    return nn.Sequential(*layers)
+
+
+def _density_registry() -> dict:
+    from safe_density.density import FlowDensity, GaussianKDE, GaussianMixtureDensity
+
+    return {c.__name__: c for c in (FlowDensity, GaussianKDE, GaussianMixtureDensity)}
+
+
+class LyapunovDensityModel:
+    """``G_phi(s, a)``: the worst future energy when acting by ``G <= c`` (module docstring).
+
+    Args:
+        obs_dim, act_dim: sizes of observations and actions.
+        action_low, action_high: action box ``[act_dim]`` (``low < high``); next actions are sampled in it.
+        density: a ``DensityModel`` over concatenated ``[obs, act]`` (fitted in :meth:`fit` unless already
+            fitted: objects with a ``fitted`` attribute that is True are left alone). ``None``: a Gaussian
+            mixture with ``density_components`` components.
+        hidden, gamma, n_action_samples, cem_steps, tau, lr, steps, batch_size, energy_cap: see
+            :class:`LDMConfig`; ``config`` may be given instead of these keywords.
+        device, dtype, seed: placement and reproducibility (seed drives init, minibatches, action samples).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        action_low,
+        action_high,
+        density=None,
+        *,
+        hidden: Sequence[int] = (256, 256),
+        gamma: float = 0.99,
+        n_action_samples: int = 32,
+        cem_steps: int = 0,
+        tau: float = 0.005,
+        lr: float = 3e-4,
+        steps: int = 10_000,
+        batch_size: int = 256,
+        energy_cap: float | None = None,
+        config: LDMConfig | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = 0,
+    ) -> None:
+        for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.device, self.dtype, self.seed = torch.device(device), dtype, seed
+        low = as_tensor("action_low", action_low, dtype=dtype, device=self.device).reshape(-1)
+        high = as_tensor("action_high", action_high, dtype=dtype, device=self.device).reshape(-1)
+        if low.shape[0] != act_dim:
+            raise ValueError(f"action_low must have {act_dim} entries, got {low.shape[0]}")
+        if high.shape[0] != act_dim:
+            raise ValueError(f"action_high must have {act_dim} entries, got {high.shape[0]}")
+        if not bool((low < high).all()):
+            raise ValueError("action_low must be strictly below action_high in every dimension")
+        self.action_low, self.action_high = low, high
+        self.config = (
+            config
+            if config is not None
+            else LDMConfig(
+                hidden=tuple(hidden),
+                gamma=gamma,
+                n_action_samples=n_action_samples,
+                cem_steps=cem_steps,
+                tau=tau,
+                lr=lr,
+                steps=steps,
+                batch_size=batch_size,
+                energy_cap=energy_cap,
+            )
+        )
+        if density is not None and not (
+            callable(getattr(density, "log_prob", None)) and callable(getattr(density, "fit", None))
+        ):
+            raise ValueError("density must be a DensityModel (with fit(x) and log_prob(x))")
+        self.density = density
+        self._density_ready = density is not None and bool(getattr(density, "fitted", False))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0 if seed is None else int(seed))
+            self.net = _mlp(obs_dim + act_dim, self.config.hidden).to(self.device, dtype)
+        self.target = copy.deepcopy(self.net).requires_grad_(False)
+        self._gen = make_generator(seed, self.device)
+        # normalisation statistics (set by fit)
+        self.obs_mean = torch.zeros(obs_dim, dtype=dtype, device=self.device)
+        self.obs_std = torch.ones(obs_dim, dtype=dtype, device=self.device)
+        self.e_mean = torch.zeros((), dtype=dtype, device=self.device)
+        self.e_std = torch.ones((), dtype=dtype, device=self.device)
+        self.e_cap = torch.tensor(math.inf, dtype=dtype, device=self.device)
+        self.fitted = False
+        self.history: dict[str, list[float]] = {"loss": [], "target_mean": []}
+
+    # ------------------------------------------------------------------ inputs
+    def _pair(self, obs, act) -> tuple[torch.Tensor, torch.Tensor]:
+        o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, min_ndim=1, last_dim=self.obs_dim)
+        a = as_tensor("act", act, dtype=self.dtype, device=self.device, min_ndim=1, last_dim=self.act_dim)
+        try:
+            batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"obs batch shape {tuple(o.shape[:-1])} and act batch shape "
+                f"{tuple(a.shape[:-1])} do not broadcast"
+            ) from exc
+        return o.expand(*batch, self.obs_dim), a.expand(*batch, self.act_dim)
+
+    def _features(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        mid = (self.action_high + self.action_low) / 2
+        half = (self.action_high - self.action_low) / 2
+        return torch.cat([(o - self.obs_mean) / self.obs_std, (a - mid) / half], -1)
+
+    def _raw_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([o, a], -1)
+        return -torch.as_tensor(self.density.log_prob(x), device=self.device).to(self.dtype)
+
+    def _net_value(self, net: nn.Module, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return net(self._features(o, a)).squeeze(-1) * self.e_std + self.e_mean
+
+    # ------------------------------------------------------------------ public queries
+    def energy(self, obs, act) -> torch.Tensor:
+        """``E(s, a) = -log p(s, a)``: ``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]``."""
+        self._require_density()
+        o, a = self._pair(obs, act)
+        return self._raw_energy(o, a)
+
+    def value(self, obs, act) -> torch.Tensor:
+        """``G(s, a) = max(E(s, a), G_phi(s, a))``: ``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]``.
+
+        Differentiable in ``obs``/``act`` when they require grad (the QP filter of
+        ``DensityConstrainedController`` uses ``grad_a G``); otherwise computed without an autograd graph.
+        """
+        if not self.fitted:
+            raise RuntimeError("LyapunovDensityModel is not fitted; call fit(...) first")
+        o, a = self._pair(obs, act)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (o.requires_grad or a.requires_grad)):
+            return torch.maximum(self._raw_energy(o, a), self._net_value(self.net, o, a))
+
+    __call__ = value
+
+    def constraint(self, threshold: float, greedy: bool = False) -> LDMConstraint:
+        """A ``Constraint`` with ``cost = G`` (``greedy=True``: ``cost = E``) and the given ``threshold``."""
+        return LDMConstraint(self, check_threshold("threshold", threshold), bool(greedy))
+
+    # ------------------------------------------------------------------ training
+    def _require_density(self) -> None:
+        if self.density is None or not self._density_ready:
+            raise RuntimeError("the density model is not fitted; call fit(...) first")
+
+    def _sample_actions(self, n: int, k: int) -> torch.Tensor:
+        u = torch.rand(n, k, self.act_dim, generator=self._gen, device=self.device, dtype=self.dtype)
+        return self.action_low + u * (self.action_high - self.action_low)
+
+    @torch.no_grad()
+    def _min_next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """``min_a' max(E, G_target)(s', a')`` over sampled (and CEM-refined) actions: ``[B, O] -> [B]``."""
+        cfg = self.config
+        b, k = next_obs.shape[0], cfg.n_action_samples
+        o = next_obs[:, None].expand(b, k, self.obs_dim)
+
+        def score(a: torch.Tensor) -> torch.Tensor:
+            e = self._raw_energy(o, a).clamp(max=self.e_cap)
+            return torch.maximum(e, self._net_value(self.target, o, a))
+
+        acts = self._sample_actions(b, k)
+        vals = score(acts)
+        best = vals.min(1).values
+        span = self.action_high - self.action_low
+        for _ in range(cfg.cem_steps):
+            idx = vals.topk(cfg.cem_elites, dim=1, largest=False).indices
+            elites = acts.gather(1, idx[..., None].expand(-1, -1, self.act_dim))
+            mu, sd = elites.mean(1, keepdim=True), elites.std(1, keepdim=True) + 1e-3 * span
+            noise = torch.randn(b, k, self.act_dim, generator=self._gen, device=self.device, dtype=self.dtype)
+            acts = torch.minimum(torch.maximum(mu + sd * noise, self.action_low), self.action_high)
+            vals = score(acts)
+            best = torch.minimum(best, vals.min(1).values)
+        return best
+
+    def fit(
+        self,
+        obs,
+        act,
+        next_obs,
+        terminated=None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, list[float]]:
+        """Fit the density (if needed) and regress ``G_phi`` on the discounted backup (module docstring).
+
+        Args:
+            obs, next_obs: ``[N, O]``; act: ``[N, A]``; terminated: optional ``[N]`` bool/0-1.
+            steps, batch_size: gradient steps and minibatch size (default: the config's).
+            progress: show a tqdm bar.
+        Returns:
+            ``history`` with per-step ``"loss"`` and ``"target_mean"`` lists (also at ``self.history``).
+        """
+        cfg = self.config
+        o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
+        if o.ndim != 2 or o.shape[1] != self.obs_dim:
+            raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")
+        n = o.shape[0]
+        a = as_tensor("act", act, dtype=self.dtype, device=self.device)
+        if tuple(a.shape) != (n, self.act_dim):
+            raise ValueError(f"act must have shape ({n}, {self.act_dim}), got {tuple(a.shape)}")
+        o2 = as_tensor("next_obs", next_obs, dtype=self.dtype, device=self.device)
+        if tuple(o2.shape) != (n, self.obs_dim):
+            raise ValueError(f"next_obs must have shape ({n}, {self.obs_dim}), got {tuple(o2.shape)}")
+        if terminated is None:
+            done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        else:
+            done = as_tensor("terminated", terminated, dtype=self.dtype, device=self.device).reshape(-1)
+            if done.shape[0] != n:
+                raise ValueError(f"terminated must have {n} entries, got {done.shape[0]}")
+            done = done != 0
+        steps = cfg.steps if steps is None else int(steps)
+        batch_size = cfg.batch_size if batch_size is None else int(batch_size)
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+        x = torch.cat([o, a], -1)
+        if self.density is None:
+            from safe_density.density import GaussianMixtureDensity
+
+            self.density = GaussianMixtureDensity(
+                min(cfg.density_components, n), device=self.device, dtype=self.dtype, seed=self.seed
+            )
+        if not getattr(self.density, "fitted", False):
+            self.density.fit(x)
+        self._density_ready = True
+
+        self.obs_mean = o.mean(0)
+        std = o.std(0, unbiased=False)
+        self.obs_std = torch.where(std < 1e-12, torch.ones_like(std), std)
+        with torch.no_grad():
+            e_data = self._raw_energy(o, a)
+        _check_finite_energy(e_data)
+        self.e_mean = e_data.mean()
+        self.e_std = e_data.std(unbiased=False).clamp(min=1e-6) if n > 1 else torch.ones_like(self.e_mean)
+        cap = cfg.energy_cap if cfg.energy_cap is not None else float(e_data.max() + 2 * self.e_std)
+        self.e_cap = torch.tensor(cap, dtype=self.dtype, device=self.device)
+        e_data = e_data.clamp(max=self.e_cap)
+        if not self.fitted:
+            self.target.load_state_dict(self.net.state_dict())
+        self.fitted = True
+
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        bs = min(batch_size, n)
+        it = range(steps)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="LDM fit", leave=False)
+        gamma, tau = cfg.gamma, cfg.tau
+        for _ in it:
+            idx = torch.randint(n, (bs,), generator=self._gen, device=self.device)
+            e = e_data[idx]
+            with torch.no_grad():
+                nxt = self._min_next_value(o2[idx])
+                y = (1 - gamma) * e + gamma * torch.maximum(e, nxt)
+                y = torch.where(done[idx], e, y)
+            pred = self.net(self._features(o[idx], a[idx])).squeeze(-1)
+            loss = nn.functional.mse_loss(pred, (y - self.e_mean) / self.e_std)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                for p, pt in zip(self.net.parameters(), self.target.parameters()):
+                    pt.lerp_(p, tau)
+            self.history["loss"].append(float(loss.detach()))
+            self.history["target_mean"].append(float(y.mean()))
+        return self.history
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Save network, target, statistics and config (``mbrl.util.serialization``); the density goes to
+        ``path/density`` when it has a ``save`` method."""
+        if not self.fitted:
+            raise RuntimeError("nothing to save: the model is not fitted")
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
+        tensors |= {
+            "obs_mean": self.obs_mean,
+            "obs_std": self.obs_std,
+            "e_mean": self.e_mean,
+            "e_std": self.e_std,
+            "e_cap": self.e_cap,
+            "action_low": self.action_low,
+            "action_high": self.action_high,
+        }
+        cfg = asdict(self.config)
+        cfg["hidden"] = list(cfg["hidden"])
+        saves_density = callable(getattr(self.density, "save", None))
+        meta = {
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "config": cfg,
+            "seed": self.seed,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "density_class": type(self.density).__name__ if saves_density else None,
+        }
+        save_state(path, tensors, meta)
+        if saves_density:
+            self.density.save(Path(path) / "density")
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, density=None, device: torch.device | str = "cpu"
+    ) -> LyapunovDensityModel:
+        """Load a model saved by :meth:`save`; pass ``density`` if it was not saved with the model."""
+        tensors, meta = load_state(path, device)
+        cfg = dict(meta["config"])
+        cfg["hidden"] = tuple(cfg["hidden"])
+        if density is None:
+            name = meta.get("density_class")
+            reg = _density_registry()
+            if name not in reg:
+                raise ValueError("density must be given: the checkpoint holds no loadable density model")
+            density = reg[name].load(Path(path) / "density", device=device)
+        m = cls(
+            meta["obs_dim"],
+            meta["act_dim"],
+            tensors["action_low"],
+            tensors["action_high"],
+            density,
+            config=LDMConfig(**cfg),
+            device=device,
+            dtype=getattr(torch, meta["dtype"]),
+            seed=meta["seed"],
+        )
+        m.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        m.target.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("target.")})
+        for k in ("obs_mean", "obs_std", "e_mean", "e_std", "e_cap"):
+            setattr(m, k, tensors[k].to(m.device, m.dtype))
+        m.fitted = True
+        m._density_ready = True
+        return m
+
+
+def _check_finite_energy(e: torch.Tensor) -> None:
+    if not bool(torch.isfinite(e).all()):
+        raise ValueError("density gives non-finite energies on the data's (obs, act) pairs")
