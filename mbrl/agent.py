@@ -1,0 +1,199 @@
+"""The PETS model-predictive controller (Chua et al. 2018, design.md "PETS" and "Contracts").
+
+At every step (or every ``replan_every`` steps) :class:`MPCAgent` optimises an action sequence of length
+``horizon`` with a trajectory optimiser (default PETS CEM 500 / 50, 5 iterations, alpha 0.1), scoring each
+candidate by :func:`mbrl.rollout.rollout` (particles through the ensemble, the task's reward and
+termination, reward shapers, constraint violations), and executes its first action. The next call starts
+from the previous plan shifted by the executed steps, padded with the midpoint of the bounds (PETS warm
+start). Many start states are planned at once when ``obs`` is ``[B, O]``.
+
+Safety: inputs are validated (``ValueError`` naming the argument), and the returned actions are always
+finite and within the bounds, even when the model diverges (NaN rollouts rank last; a non-finite plan
+entry falls back to the bound midpoint before clipping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mbrl.planning import CEM
+from mbrl.planning.base import check_int
+from mbrl.rollout import PROPAGATIONS, cast_model, rollout
+from mbrl.util.seeding import make_generator
+from mbrl.util.validation import as_tensor
+
+__all__ = ["MPCAgent"]
+
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+class MPCAgent:
+    """MPC with particle rollouts through a dynamics ensemble (module docstring).
+
+    Args:
+        model: ensemble with ``ensemble_size``, ``obs_dim``, ``act_dim`` and ``predict`` (see
+            :func:`mbrl.rollout.rollout`), e.g. :class:`mbrl.models.ProbabilisticEnsemble`.
+        reward_fn, termination_fn: batched task functions ``(obs, act, next_obs) -> [...]``
+            (``termination_fn`` may be None).
+        action_low, action_high: ``[A]`` finite action bounds.
+        optimizer: a trajectory optimiser (default ``CEM(500, 50, 5, 0.1)``); its state is reset by
+            :meth:`reset`.
+        horizon: planning horizon ``H``; particles: particles per candidate; propagation: ``"ts_inf"``,
+            ``"ts_1"`` or ``"expectation"``.
+        constraints, reward_shapers: see :func:`mbrl.rollout.rollout`.
+        dtype: precision of the rollouts. ``torch.bfloat16`` keeps a bf16 copy of the model, made once here
+            (call :meth:`sync_model` after refitting the model); returns are still accumulated in float32.
+        device: where planning runs (default: the model's device, else CPU). A model elsewhere is copied.
+        seed: seeds the agent's generator (every optimiser sample and model draw).
+        replan_every: execute this many actions of a plan before replanning (1 = PETS).
+    """
+
+    def __init__(
+        self,
+        model,
+        reward_fn: Callable,
+        termination_fn: Callable | None,
+        action_low,
+        action_high,
+        optimizer=None,
+        horizon: int = 30,
+        particles: int = 20,
+        propagation: str = "ts_inf",
+        constraints: Sequence = (),
+        reward_shapers: Sequence = (),
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        replan_every: int = 1,
+    ) -> None:
+        for attr in ("ensemble_size", "obs_dim", "act_dim", "predict"):
+            if not hasattr(model, attr):
+                raise ValueError(f"model must have '{attr}' (see mbrl.rollout.rollout), "
+                                 f"got {type(model).__name__}")
+        if not callable(reward_fn):
+            raise ValueError("reward_fn must be callable")
+        if termination_fn is not None and not callable(termination_fn):
+            raise ValueError("termination_fn must be callable or None")
+        self.horizon = check_int("horizon", horizon, 1)
+        self.particles = check_int("particles", particles, 1)
+        self.replan_every = check_int("replan_every", replan_every, 1)
+        if self.replan_every > self.horizon:
+            raise ValueError(f"replan_every must be <= horizon ({self.horizon}), got {replan_every}")
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        self.propagation, self.dtype = propagation, dtype
+        if device is None:
+            p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+            device = p.device if p is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.obs_dim, self.act_dim = int(model.obs_dim), int(model.act_dim)
+        low = as_tensor("action_low", action_low, dtype=torch.float32, device=self.device).reshape(-1)
+        high = as_tensor("action_high", action_high, dtype=torch.float32, device=self.device).reshape(-1)
+        for name, b in (("action_low", low), ("action_high", high)):
+            if b.shape != (self.act_dim,):
+                raise ValueError(f"{name} must have shape ({self.act_dim},), got {tuple(b.shape)}")
+        if bool((low > high).any()):
+            raise ValueError("action_low must be <= action_high element-wise")
+        self.action_low, self.action_high = low, high
+        self.optimizer = optimizer if optimizer is not None else CEM(population=500, elites=50, iterations=5,
+                                                                     alpha=0.1)
+        if not hasattr(self.optimizer, "optimize"):
+            raise ValueError(f"optimizer must have an optimize method, got {type(optimizer).__name__}")
+        for i, c in enumerate(constraints):
+            if not hasattr(c, "cost") or not hasattr(c, "threshold"):
+                raise ValueError(f"constraints[{i}] must have 'cost' and 'threshold'")
+        for i, s in enumerate(reward_shapers):
+            if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
+                raise ValueError(f"reward_shapers[{i}] must be callable with mode 'add' or 'replace'")
+        self.constraints, self.reward_shapers = tuple(constraints), tuple(reward_shapers)
+        self.reward_fn, self.termination_fn = reward_fn, termination_fn
+        self.model = model
+        self.seed = seed
+        self._generator = make_generator(seed, self.device)
+        self.sync_model()
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def sync_model(self) -> None:
+        """(Re)make the planning copy of the model (in ``dtype`` on ``device``); call after refitting it."""
+        target = None if self.dtype == torch.float32 else self.dtype
+        self._run_model = cast_model(self.model, target, self.device)
+
+    def reset(self) -> None:
+        """Forget the warm start and the optimiser's memory (call between episodes)."""
+        self._plan: torch.Tensor | None = None
+        self._executed = 0
+        if hasattr(self.optimizer, "reset"):
+            self.optimizer.reset()
+
+    @property
+    def midpoint(self) -> torch.Tensor:
+        """``[A]`` midpoint of the action bounds (warm-start padding)."""
+        return (self.action_low + self.action_high) / 2
+
+    # ------------------------------------------------------------------ planning
+    def _obs(self, obs) -> tuple[torch.Tensor, bool]:
+        o = as_tensor("obs", obs, dtype=torch.float32, device=self.device)
+        if o.ndim not in (1, 2) or o.shape[-1] != self.obs_dim or o.numel() == 0:
+            raise ValueError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), "
+                             f"got {tuple(o.shape)}")
+        return (o.unsqueeze(0), True) if o.ndim == 1 else (o, False)
+
+    def _objective(self, obs: torch.Tensor):
+        def objective(actions: torch.Tensor):
+            return rollout(self._run_model, obs, actions, reward_fn=self.reward_fn,
+                           termination_fn=self.termination_fn, particles=self.particles,
+                           propagation=self.propagation, constraints=self.constraints,
+                           reward_shapers=self.reward_shapers, generator=self._generator, dtype=self.dtype,
+                           validate=False)
+        return objective
+
+    def _replan(self, obs: torch.Tensor) -> torch.Tensor:
+        B, H, k = obs.shape[0], self.horizon, self._executed
+        mid = self.midpoint.expand(B, H, self.act_dim)
+        if self._plan is not None and self._plan.shape[0] == B and k < H:
+            init = torch.cat([self._plan[:, k:], mid[:, :k]], dim=1)
+            if hasattr(self.optimizer, "advance"):
+                self.optimizer.advance(k)
+        else:
+            init = mid.clone()
+            if hasattr(self.optimizer, "reset"):
+                self.optimizer.reset()
+        plan = self.optimizer.optimize(self._objective(obs), init, low=self.action_low, high=self.action_high,
+                                       generator=self._generator)
+        plan = torch.where(torch.isfinite(plan), plan.float(), mid)
+        plan = torch.minimum(torch.maximum(plan, self.action_low), self.action_high)
+        self._plan, self._executed = plan, 0
+        return plan
+
+    def plan(self, obs) -> torch.Tensor:
+        """Plan from ``obs`` (``[O]`` or ``[B, O]``) and return the whole sequence ``[H, A]`` / ``[B, H, A]``.
+
+        The plan becomes the warm start of the next call (shifted by the actions executed meanwhile).
+        """
+        o, single = self._obs(obs)
+        plan = self._replan(o)
+        return plan[0] if single else plan
+
+    def act(self, obs) -> np.ndarray:
+        """The action to execute in ``obs``: numpy ``[O] -> [A]`` or ``[B, O] -> [B, A]`` (float32).
+
+        Replans when the current plan has been followed for ``replan_every`` steps (every step by default).
+        """
+        o, single = self._obs(obs)
+        k = self._executed
+        if self._plan is None or self._plan.shape[0] != o.shape[0] or k == 0 or k >= self.replan_every:
+            self._replan(o)
+            k = 0
+        action = self._plan[:, k]
+        self._executed = k + 1
+        out = action.detach().cpu().numpy().astype(np.float32)
+        return out[0] if single else out
+
+    def __call__(self, obs) -> np.ndarray:
+        return self.act(obs)

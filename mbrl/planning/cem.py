@@ -1,0 +1,99 @@
+"""PETS cross-entropy method (Chua et al. 2018, design.md "PETS"; PETS code ``dmbrl/misc/optimizers/cem.py``).
+
+Each iteration samples ``population`` action sequences from ``N(mean, var)`` truncated at 2 standard
+deviations, keeps the ``elites`` best by the constrained ranking of :mod:`mbrl.planning.selection`, and
+moves the distribution with momentum ``alpha``::
+
+    mean <- alpha * mean + (1 - alpha) * mean(elites)
+    var  <- alpha * var  + (1 - alpha) * var(elites)
+
+The initial variance is PETS's ``(high - low)^2 / 16`` (std a quarter of the bound range). With
+``clip="truncate"`` (PETS) the variance is also capped per entry so that the 2-std truncation stays inside
+the bounds (``var <= min((mean - low) / 2, (high - mean) / 2)^2``); with ``clip="clip"`` samples are drawn
+from the uncapped distribution and clipped to the bounds. Either way every sample lies within the bounds.
+The result is the final mean (PETS) or, with ``return_best=True``, the best sample seen.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mbrl.planning.base import TrajectoryOptimizer, check_int, truncated_normal
+from mbrl.planning.selection import rank_key, select_elites
+from mbrl.util.validation import check_threshold
+
+__all__ = ["CEM"]
+
+
+class CEM(TrajectoryOptimizer):
+    """PETS CEM (module docstring). Defaults are the PETS code's: 500 / 50, 5 iterations, alpha 0.1.
+
+    Args:
+        population: samples per iteration ``N``.
+        elites: elites per iteration ``K <= N``.
+        iterations: CEM iterations per call.
+        alpha: momentum kept from the previous distribution (PETS 0.1).
+        init_std: initial standard deviation (scalar); default ``(high - low) / 4`` per entry.
+        min_std: floor on the standard deviation (0 = none, as in PETS).
+        clip: ``"truncate"`` (PETS variance cap) or ``"clip"`` (clip samples to the bounds).
+        return_best: return the best sample seen instead of the final mean.
+        low, high: default action bounds (``optimize`` may override them).
+    """
+
+    def __init__(self, population: int = 500, elites: int = 50, iterations: int = 5, alpha: float = 0.1,
+                 init_std: float | None = None, min_std: float = 0.0, clip: str = "truncate",
+                 return_best: bool = False, low=None, high=None) -> None:
+        super().__init__(low, high)
+        self.population = check_int("population", population, 1)
+        self.elites = check_int("elites", elites, 1)
+        if self.elites > self.population:
+            raise ValueError(f"elites must be <= population ({self.population}), got {elites}")
+        self.iterations = check_int("iterations", iterations, 1)
+        self.alpha = self._alpha(alpha)
+        self.init_std = None if init_std is None else check_threshold("init_std", init_std, low=0.0)
+        self.min_std = check_threshold("min_std", min_std, low=0.0)
+        if clip not in ("truncate", "clip"):
+            raise ValueError(f"clip must be 'truncate' or 'clip', got {clip!r}")
+        self.clip = clip
+        self.return_best = bool(return_best)
+
+    def optimize(self, objective, init_mean, *, low=None, high=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Optimise ``objective`` from ``init_mean`` (``[H, A]`` or ``[B, H, A]``); see the module doc."""
+        mean, lo, hi, squeeze = self._prepare(init_mean, low, high)
+        B, H, A = mean.shape
+        N, K = self.population, self.elites
+        var = ((hi - lo) / 4).square() if self.init_std is None else torch.full_like(mean, self.init_std ** 2)
+        min_var = self.min_std ** 2
+        best, best_key = mean.clone(), None
+        for _ in range(self.iterations):
+            v = var
+            if self.clip == "truncate":
+                v = torch.minimum(torch.minimum((mean - lo) / 2, (hi - mean) / 2).square(), var)
+            noise = truncated_normal((B, N, H, A), generator=generator, device=mean.device)
+            samples = mean.unsqueeze(1) + noise * v.sqrt().unsqueeze(1)
+            samples = torch.minimum(torch.maximum(samples, lo.unsqueeze(1)), hi.unsqueeze(1))
+            scores, viol = self._evaluate(objective, samples, squeeze)
+            idx = select_elites(scores, viol, K)
+            elite = samples.gather(1, idx[:, :, None, None].expand(B, K, H, A))
+            if self.return_best:
+                best, best_key = _update_best(best, best_key, elite[:, 0], scores.gather(1, idx[:, :1]),
+                                              viol.gather(1, idx[:, :1]))
+            mean = self.alpha * mean + (1 - self.alpha) * elite.mean(1)
+            var = self.alpha * var + (1 - self.alpha) * elite.var(1, unbiased=False)
+            var = var.clamp_min(min_var)
+        return self._finish(best if self.return_best else mean, mean, lo, hi, squeeze)
+
+
+def _update_best(best, best_key, cand, score, viol):
+    """Keep, per problem, the better of the running best and this iteration's top elite.
+
+    ``best_key`` stores ``(score, violation)`` of the running best, each ``[B, 1]``.
+    """
+    if best_key is None:
+        return cand, (score, viol)
+    s = torch.cat([best_key[0], score], dim=1)
+    v = torch.cat([best_key[1], viol], dim=1)
+    new = rank_key(s, v)[:, 1] > rank_key(s, v)[:, 0]
+    best = torch.where(new[:, None, None], cand, best)
+    return best, (torch.where(new[:, None], score, best_key[0]), torch.where(new[:, None], viol, best_key[1]))

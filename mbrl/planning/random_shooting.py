@@ -1,0 +1,37 @@
+"""Random shooting: the best of ``population`` uniform samples within the bounds (Nagabandi et al., ICRA
+2018, "Neural network dynamics for model-based deep RL with model-free fine-tuning"), ranked by the
+constrained selection of :mod:`mbrl.planning.selection`. The baseline every optimiser should beat."""
+
+from __future__ import annotations
+
+import torch
+
+from mbrl.planning.base import TrajectoryOptimizer, check_int
+from mbrl.planning.selection import select_elites
+
+__all__ = ["RandomShooting"]
+
+
+class RandomShooting(TrajectoryOptimizer):
+    """Best of ``population`` uniform action sequences (``init_mean`` only fixes the shape and device).
+
+    Args:
+        population: number of samples.
+        low, high: default action bounds.
+    """
+
+    def __init__(self, population: int = 1000, low=None, high=None) -> None:
+        super().__init__(low, high)
+        self.population = check_int("population", population, 1)
+
+    def optimize(self, objective, init_mean, *, low=None, high=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return the best sample, ``[H, A]`` or ``[B, H, A]`` like ``init_mean``."""
+        mean, lo, hi, squeeze = self._prepare(init_mean, low, high)
+        B, H, A = mean.shape
+        u = torch.rand((B, self.population, H, A), generator=generator, device=mean.device)
+        samples = lo.unsqueeze(1) + u * (hi - lo).unsqueeze(1)
+        scores, viol = self._evaluate(objective, samples, squeeze)
+        idx = select_elites(scores, viol, 1)
+        best = samples.gather(1, idx[:, :, None, None].expand(B, 1, H, A))[:, 0]
+        return self._finish(best, mean, lo, hi, squeeze)

@@ -1,0 +1,187 @@
+"""Particle trajectory sampling through a dynamics ensemble (PETS, Chua et al. 2018, design.md "PETS").
+
+:func:`rollout` scores ``N`` candidate action sequences from each of ``B`` start states by propagating
+``P`` particles per candidate through the ensemble, all ``B * N * P`` rows at once (a Python loop runs
+over the ``H`` time steps only):
+
+* ``"ts_inf"`` (TS-inf): particle ``p`` uses member ``p % E`` for the whole horizon. Rows are laid out as
+  ``[E, C, .]`` with member ``e``'s particles in block ``e`` (what ``model.predict`` expects), padded with
+  duplicate rows whose predictions are dropped when the blocks are unequal, so no size needs to be a
+  multiple of the ensemble size.
+* ``"ts_1"`` (TS-1): every particle draws a fresh member at every step (a random permutation of the rows
+  into the member blocks, balanced).
+* ``"expectation"``: every particle follows the mean over members of the deterministic predictions (no
+  sampling; all particles are identical, so one is computed).
+
+The return of a particle is the sum of its rewards until termination (the step that terminates counts,
+later steps add 0 and the state is frozen); the return of a candidate is the mean over its particles.
+The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward shaper ``s``:
+``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
+``weight * s(...)`` (``weight`` defaults to 1). Constraints (``threshold`` and ``cost(obs, act)``) give
+a violation per candidate: the mean over particles of ``sum_t relu(cost(s_t, a_t) - threshold)`` over the
+steps before termination. A particle that reaches a non-finite state, reward or cost makes its
+candidate's return NaN, so the selection of :mod:`mbrl.planning.selection` ranks it last.
+
+Precision: states and actions go through the model in ``dtype`` (e.g. ``torch.bfloat16`` with a bf16 model
+copy from :func:`cast_model`), while returns and violations are accumulated in float32 (float64 if
+``dtype`` is float64).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+
+from mbrl.util.validation import as_tensor
+
+__all__ = ["PROPAGATIONS", "cast_model", "rollout"]
+
+PROPAGATIONS = ("ts_inf", "ts_1", "expectation")
+
+
+def cast_model(model, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+    """A copy of ``model`` in ``dtype`` on ``device`` (the model itself when nothing changes).
+
+    Only ``torch.nn.Module`` models are copied; other objects are returned unchanged. Make the copy once
+    (e.g. when the agent is built), never per planning call.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return model
+    p = next(iter(model.parameters()), None)
+    same_dtype = dtype is None or p is None or p.dtype == dtype
+    same_device = device is None or p is None or p.device == torch.device(device)
+    if same_dtype and same_device:
+        return model
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
+def _ts_inf_layout(B: int, N: int, P: int, E: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``slot_rows[E, C]`` (row index ``(b * N + n) * P + p`` held by each slot) and ``valid[E, C]``."""
+    J = -(-P // E)
+    e = torch.arange(E, device=device)[:, None]
+    p = e + E * torch.arange(J, device=device)[None, :]                       # [E, J]
+    valid = p < P
+    p = torch.where(valid, p, e % P)                                           # pad with a real particle
+    bn = torch.arange(B * N, device=device)[None, :, None]
+    rows = (bn * P + p[:, None, :]).reshape(E, B * N * J)
+    return rows, valid[:, None, :].expand(E, B * N, J).reshape(E, B * N * J)
+
+
+@torch.no_grad()
+def rollout(
+    model,
+    obs0,
+    actions,
+    *,
+    reward_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    termination_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    particles: int = 20,
+    propagation: str = "ts_inf",
+    constraints: Sequence = (),
+    reward_shapers: Sequence = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected returns and constraint violations of action sequences under the ensemble (module docstring).
+
+    Args:
+        model: ensemble with ``ensemble_size`` ``E``, ``obs_dim`` and ``predict(obs[E, M, O], act[E, M, A],
+            deterministic=, generator=) -> [E, M, O]``.
+        obs0: ``[B, O]`` start states.
+        actions: ``[B, N, H, A]`` candidate action sequences per start state.
+        reward_fn, termination_fn: batched task functions of ``(obs, act, next_obs)`` (termination optional).
+        particles: particles ``P`` per candidate.
+        propagation: ``"ts_inf"``, ``"ts_1"`` or ``"expectation"``.
+        constraints: objects with ``threshold`` and ``cost(obs, act) -> [...]``.
+        reward_shapers: callables ``(obs, act, next_obs) -> [...]`` with optional ``mode``/``weight``.
+        generator: seeds the model's sampling and the TS-1 permutations (on the model's device).
+        dtype: dtype of states/actions fed to the model (default: ``obs0``'s floating dtype).
+        validate: check the inputs (the agent's inner loop passes ``False``).
+    Returns:
+        ``(returns, violations)``, each ``[B, N]``, float32 (float64 for a float64 ``dtype``).
+    """
+    if propagation not in PROPAGATIONS:
+        raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+    if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
+        raise ValueError(f"particles must be a positive integer, got {particles!r}")
+    if validate:
+        obs0 = as_tensor("obs0", obs0, min_ndim=2)
+        actions = as_tensor("actions", actions, device=obs0.device, min_ndim=4)
+        if obs0.ndim != 2 or obs0.shape[-1] != getattr(model, "obs_dim", obs0.shape[-1]):
+            raise ValueError(f"obs0 must have shape (B, {getattr(model, 'obs_dim', 'O')}), "
+                             f"got {tuple(obs0.shape)}")
+        if actions.ndim != 4 or actions.shape[0] != obs0.shape[0] or actions.shape[-1] != getattr(
+                model, "act_dim", actions.shape[-1]):
+            raise ValueError(f"actions must have shape ({obs0.shape[0]}, N, H, A), "
+                             f"got {tuple(actions.shape)}")
+        if not callable(reward_fn):
+            raise ValueError("reward_fn must be callable")
+        for i, s in enumerate(reward_shapers):
+            if getattr(s, "mode", "add") not in ("add", "replace"):
+                raise ValueError(f"reward_shapers[{i}].mode must be 'add' or 'replace', got {s.mode!r}")
+    run = dtype or (obs0.dtype if obs0.is_floating_point() else torch.float32)
+    acc = torch.float64 if run == torch.float64 else torch.float32
+    E = int(model.ensemble_size)
+    B, O = obs0.shape
+    _, N, H, A = actions.shape
+    P = 1 if propagation == "expectation" else particles
+    R = B * N * P
+    dev = obs0.device
+    act_bn = actions.to(run).reshape(B * N, H, A).transpose(0, 1)            # [H, BN, A]
+    thresholds = [float(c.threshold) for c in constraints]
+
+    if propagation == "ts_inf":
+        slot_rows, valid = _ts_inf_layout(B, N, P, E, dev)                   # [E, C]
+        state = obs0.to(run)[slot_rows // (N * P)]                            # [E, C, O]
+        act_all = act_bn[:, slot_rows // P]                                   # [H, E, C, A]
+    else:
+        state = obs0.to(run).repeat_interleave(N * P, dim=0)                 # [R, O]
+        row_bn = torch.arange(R, device=dev) // P
+        C = -(-R // E)
+    lead = state.shape[:-1]
+    total = torch.zeros(lead, dtype=acc, device=dev)
+    viol = torch.zeros(lead, dtype=acc, device=dev)
+    alive = torch.ones(lead, dtype=torch.bool, device=dev)
+    bad = torch.zeros(lead, dtype=torch.bool, device=dev)
+
+    for t in range(H):
+        if propagation == "ts_inf":
+            act = act_all[t]
+            nxt = model.predict(state, act, deterministic=False, generator=generator)
+        elif propagation == "ts_1":
+            act = act_bn[t][row_bn]
+            perm = torch.randperm(R, generator=generator, device=dev)
+            slots = torch.cat([perm, perm[: E * C - R]]) if E * C > R else perm
+            out = model.predict(state[slots].view(E, C, O), act[slots].view(E, C, A), deterministic=False,
+                                generator=generator)
+            nxt = torch.empty_like(state).index_copy_(0, perm, out.reshape(E * C, O)[:R].to(state.dtype))
+        else:
+            act = act_bn[t][row_bn]
+            out = model.predict(state.expand(E, R, O), act.expand(E, R, A), deterministic=True)
+            nxt = out.mean(0).to(state.dtype)
+        for c, thr in zip(constraints, thresholds):
+            cost = c.cost(state, act).to(acc)
+            viol = viol + torch.where(alive, torch.relu(cost - thr), 0.0)
+        r = reward_fn(state, act, nxt).to(acc)
+        for s in reward_shapers:
+            val = s(state, act, nxt).to(acc)
+            r = val if getattr(s, "mode", "add") == "replace" else r + float(getattr(s, "weight", 1.0)) * val
+        r = torch.broadcast_to(r, lead)
+        done = (torch.zeros(lead, dtype=torch.bool, device=dev) if termination_fn is None
+                else torch.broadcast_to(termination_fn(state, act, nxt).to(torch.bool), lead))
+        finite = torch.isfinite(nxt.sum(-1, dtype=acc) + r)  # any NaN/inf in the state or the reward
+        bad = bad | (alive & ~finite)
+        total = total + torch.where(alive, r, 0.0)
+        alive = alive & ~done & finite
+        state = torch.where(alive.unsqueeze(-1), nxt, state)
+
+    total = torch.where(bad, torch.nan, total)
+    if propagation == "ts_inf":
+        rows = slot_rows[valid]
+        total = torch.empty(R, dtype=acc, device=dev).index_copy_(0, rows, total[valid])
+        viol = torch.empty(R, dtype=acc, device=dev).index_copy_(0, rows, viol[valid])
+    returns = total.view(B, N, P).mean(-1)
+    return returns, viol.view(B, N, P).mean(-1)
