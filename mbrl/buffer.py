@@ -42,13 +42,27 @@ def _positive_int(name: str, v) -> int:
 
 
 def _as_bool(name: str, x, n: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    """Flags ``[n]`` (a scalar is broadcast) as ``torch.bool``; numeric values must be 0 or 1."""
+    if x is None:
+        raise TypeError(f"{name} must be boolean flags, got None")
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be array-like boolean flags, got {type(x).__name__}") from exc
+        if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.number)) or np.iscomplexobj(arr):
+            raise TypeError(f"{name} must be boolean flags, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.array(arr, order="C", copy=True))
+    if t.is_complex():
+        raise TypeError(f"{name} must be boolean flags, got dtype {t.dtype}")
     if t.ndim == 0:
         t = t.reshape(1).expand(n)
     if t.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    if t.dtype != torch.bool and t.numel() and not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError(f"{name} must hold booleans (0 or 1), got other values (NaN, inf or e.g. 2)")
     return t.to(device=device, dtype=torch.bool)
 
 
@@ -73,12 +87,16 @@ class ReplayBuffer:
         self.dtype = dtype
         self.device = torch.device(device)
         C, kw = self.capacity, {"dtype": dtype, "device": self.device}
-        self._obs = torch.zeros(C, self.obs_dim, **kw)
-        self._act = torch.zeros(C, self.act_dim, **kw)
-        self._next_obs = torch.zeros(C, self.obs_dim, **kw)
-        self._reward = torch.zeros(C, **kw)
-        self._terminated = torch.zeros(C, dtype=torch.bool, device=self.device)
-        self._truncated = torch.zeros(C, dtype=torch.bool, device=self.device)
+        try:
+            self._obs = torch.zeros(C, self.obs_dim, **kw)
+            self._act = torch.zeros(C, self.act_dim, **kw)
+            self._next_obs = torch.zeros(C, self.obs_dim, **kw)
+            self._reward = torch.zeros(C, **kw)
+            self._terminated = torch.zeros(C, dtype=torch.bool, device=self.device)
+            self._truncated = torch.zeros(C, dtype=torch.bool, device=self.device)
+        except (RuntimeError, MemoryError, TypeError, ValueError) as exc:  # sizes too large to allocate
+            raise ValueError(f"capacity={C} with obs_dim={self.obs_dim}, act_dim={self.act_dim} cannot be "
+                             f"allocated: {str(exc).splitlines()[0]}") from exc
         self._ptr = 0  # next write position
         self._size = 0
 
@@ -93,7 +111,11 @@ class ReplayBuffer:
         return (self._obs, self._act, self._next_obs, self._reward, self._terminated, self._truncated)
 
     def add(self, obs, act, next_obs, reward, terminated, truncated=False) -> None:
-        """Store one transition: ``obs[O]``, ``act[A]``, ``next_obs[O]``, scalar reward and flags."""
+        """Store one transition: ``obs[O]``, ``act[A]``, ``next_obs[O]``, scalar reward and flags.
+
+        Flags are booleans or the numbers 0/1 (anything else raises ``ValueError`` naming the flag). Every
+        argument is validated before anything is written, so a rejected call leaves the buffer unchanged.
+        """
         kw = {"dtype": self.dtype, "device": self.device}
         o = as_tensor("obs", obs, **kw)
         a = as_tensor("act", act, **kw)
@@ -107,10 +129,11 @@ class ReplayBuffer:
             raise ValueError(f"next_obs must have shape ({self.obs_dim},), got {tuple(n.shape)}")
         if r.numel() != 1:
             raise ValueError(f"reward must be a scalar, got shape {tuple(r.shape)}")
-        i = self._ptr
+        te = _as_bool("terminated", terminated, 1, self.device)[0]
+        tr = _as_bool("truncated", truncated, 1, self.device)[0]
+        i = self._ptr  # write only once everything is validated: a rejected call leaves the buffer as it was
         self._obs[i], self._act[i], self._next_obs[i], self._reward[i] = o, a, n, r.reshape(())
-        self._terminated[i] = _as_bool("terminated", terminated, 1, self.device)[0]
-        self._truncated[i] = _as_bool("truncated", truncated, 1, self.device)[0]
+        self._terminated[i], self._truncated[i] = te, tr
         self._ptr = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
 
@@ -150,6 +173,8 @@ class ReplayBuffer:
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """Draw ``batch_size`` stored transitions uniformly with replacement (seeded by ``generator``)."""
         batch_size = _positive_int("batch_size", batch_size)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if self._size == 0:
             raise ValueError("cannot sample from an empty buffer (size 0): add transitions first")
         gdev = generator.device if generator is not None else torch.device("cpu")
@@ -177,10 +202,21 @@ class ReplayBuffer:
         tensors, meta = load_state(path, device=device)
         if meta.get("class") != "ReplayBuffer":
             raise ValueError(f"path {path} does not hold a ReplayBuffer checkpoint")
-        buf = cls(meta["capacity"], meta["obs_dim"], meta["act_dim"], dtype=getattr(torch, meta["dtype"]),
-                  device=device)
-        size = int(meta["size"])
+        try:
+            dtype = getattr(torch, str(meta["dtype"]))
+            buf = cls(meta["capacity"], meta["obs_dim"], meta["act_dim"], dtype=dtype, device=device)
+            size, ptr = int(meta["size"]), int(meta["ptr"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"path {path} holds a corrupt ReplayBuffer checkpoint: {exc}") from exc
+        full = size == buf.capacity
+        if not (0 <= size <= buf.capacity and 0 <= ptr < buf.capacity and (full or ptr == size)):
+            raise ValueError(f"path {path} holds a corrupt ReplayBuffer checkpoint: size={size}, ptr={ptr}, "
+                             f"capacity={buf.capacity}")
         for f, store in zip(_FIELDS, buf._storage()):
-            store[:size] = tensors[f]
-        buf._ptr, buf._size = int(meta["ptr"]), size
+            t = tensors.get(f)
+            if t is None or t.shape != (size, *store.shape[1:]) or t.dtype != store.dtype:
+                raise ValueError(f"path {path} holds a corrupt ReplayBuffer checkpoint: field {f!r} is "
+                                 f"{None if t is None else (tuple(t.shape), t.dtype)}")
+            store[:size] = t
+        buf._ptr, buf._size = ptr, size
         return buf

@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +70,8 @@ def _check_logits(logits: torch.Tensor, batch: int) -> torch.Tensor:
                          f"got shape {tuple(logits.shape)}")
     if logits.ndim == 2 and logits.shape[1] == 0:
         raise ValueError("model must return at least one logit per example")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("model returned NaN or infinite logits (is x within the model's range?)")
     return logits
 
 
@@ -89,7 +92,13 @@ def _prepare_labels(y, logits: torch.Tensor) -> torch.Tensor:
     if isinstance(y, torch.Tensor):
         yt = y.to(logits.device)
     else:
-        yt = torch.as_tensor(y, device=logits.device)
+        try:
+            arr = np.asarray(y)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"y must be array-like class ids, got {type(y).__name__}") from exc
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise TypeError(f"y must hold integer class ids, got dtype {arr.dtype}")
+        yt = torch.from_numpy(np.array(arr, order="C", copy=True)).to(logits.device)
     if yt.is_floating_point():
         if not bool(torch.isfinite(yt).all()) or not bool((yt == yt.round()).all()):
             raise ValueError("y must hold integer class ids for a multi-class head")
@@ -127,8 +136,14 @@ def _check_model(model) -> None:
         raise ValueError(f"model must be callable (x -> logits), got {type(model).__name__}")
 
 
-def _check_x(x) -> torch.Tensor:
+def _check_x(x, model) -> torch.Tensor:
+    """``x`` as a finite, non-empty tensor; for an ``nn.Module`` with floating parameters, in their dtype and
+    on their device (so that e.g. float64 or integer data can feed a float32 model)."""
     xt = as_tensor("x", x, min_ndim=1, nonempty=True)
+    if isinstance(model, torch.nn.Module):
+        p = next((t for t in model.parameters() if t.is_floating_point()), None)
+        if p is not None:
+            xt = as_tensor("x", xt, dtype=p.dtype, device=p.device)
     return xt
 
 
@@ -150,7 +165,7 @@ def adversarial_inputs(model: Model, x, y, step_size: float = PUBLISHED_STEP_SIZ
     alpha = check_threshold("step_size", step_size, low=0.0, high=math.inf, inclusive=True)
     if math.isinf(alpha):
         raise ValueError("step_size must be finite")
-    xt = _check_x(x)
+    xt = _check_x(x, model)
     return _adversarial(model, xt, y, alpha, eps)[0]
 
 
@@ -160,7 +175,12 @@ def _adversarial(model: Model, x: torch.Tensor, y, alpha: float, eps: float):
         logits = _check_logits(model(x_req), x.shape[0])
         labels = _prepare_labels(y, logits)
         total = _per_example_ce(logits, labels).sum()
-        (grad,) = torch.autograd.grad(total, x_req)
+        if total.requires_grad:
+            (grad,) = torch.autograd.grad(total, x_req, allow_unused=True)
+        else:  # the logits do not depend on x (e.g. a constant model): no direction to step along
+            grad = None
+    if grad is None:
+        grad = torch.zeros_like(x)
     norm = grad.flatten(1).norm(dim=1) if grad.ndim > 1 else grad.abs()
     scale = alpha / norm.clamp_min(eps)
     scale = torch.where(norm > eps, scale, torch.zeros_like(scale))
@@ -193,7 +213,7 @@ def rcad_loss(model: Model, x, y, step_size: float = PUBLISHED_STEP_SIZE,
         raise ValueError("step_size and weight must be finite")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    xt = _check_x(x)
+    xt = _check_x(x, model)
     if lam > 0:
         x_adv, labels = _adversarial(model, xt, y, alpha, 1e-12)
     logits = _check_logits(model(xt), xt.shape[0])

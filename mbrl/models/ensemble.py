@@ -27,9 +27,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mbrl.models.normalizer import Normalizer
-from mbrl.util.seeding import make_generator
+from mbrl.util.seeding import check_seed, make_generator
 from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.util.validation import as_tensor, check_int, check_threshold
 
 __all__ = ["PETS_WEIGHT_DECAY", "ProbabilisticEnsemble", "default_weight_decay"]
 
@@ -93,17 +93,22 @@ class ProbabilisticEnsemble(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("ensemble_size", ensemble_size)):
-            if isinstance(v, bool) or int(v) != v or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        hidden = tuple(int(h) for h in hidden)
-        if any(h <= 0 for h in hidden):
-            raise ValueError(f"hidden must hold positive widths, got {hidden}")
-        if activation not in _ACTIVATIONS:
+        big = 2**31 - 1  # sizes beyond this cannot be allocated anyway
+        obs_dim = check_int("obs_dim", obs_dim, low=1, high=big)
+        act_dim = check_int("act_dim", act_dim, low=1, high=big)
+        ensemble_size = check_int("ensemble_size", ensemble_size, low=1, high=big)
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"hidden must be a sequence of positive widths, got {hidden!r}")
+        hidden = tuple(check_int(f"hidden[{i}]", h, low=1, high=big) for i, h in enumerate(hidden))
+        seed = check_seed("seed", seed)
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         if weight_decay is None:
             weight_decay = default_weight_decay(len(hidden))
-        weight_decay = tuple(float(w) for w in weight_decay)
+        if isinstance(weight_decay, (str, bytes)) or not isinstance(weight_decay, Sequence):
+            raise ValueError(f"weight_decay must be a sequence of floats, got {weight_decay!r}")
+        weight_decay = tuple(check_threshold(f"weight_decay[{i}]", w, low=0.0, high=math.inf)
+                             for i, w in enumerate(weight_decay))
         if len(weight_decay) != len(hidden) + 1:
             raise ValueError(
                 f"weight_decay must have len(hidden) + 1 = {len(hidden) + 1} values (one per layer), "
@@ -133,7 +138,11 @@ class ProbabilisticEnsemble(nn.Module):
         self.biases = nn.ParameterList()
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             std = 1.0 / (2.0 * math.sqrt(n_in))
-            w = torch.empty(E, n_in, n_out)
+            try:
+                w = torch.empty(E, n_in, n_out)
+            except (RuntimeError, MemoryError) as exc:
+                raise ValueError(f"ensemble_size={E} x layer ({n_in}, {n_out}) (obs_dim, act_dim, hidden) "
+                                 f"cannot be allocated: {str(exc).splitlines()[0]}") from exc
             nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std, generator=gen)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(torch.zeros(E, 1, n_out)))
@@ -164,8 +173,23 @@ class ProbabilisticEnsemble(nn.Module):
         return mean, logvar
 
     def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return ``(obs, x_norm)`` (shape checks only)."""
+        """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return ``(obs, x_norm)``.
+
+        Tensors get shape checks only (the planner's hot path: NaN/inf propagate to the predictions, so
+        a diverged rollout stays visible); array-likes are converted with :func:`as_tensor` (finite).
+        """
         E = self.ensemble_size
+        dev = self.max_logvar.device
+        if not isinstance(obs, torch.Tensor):
+            obs = as_tensor("obs", obs, device=dev)
+        if not isinstance(act, torch.Tensor):
+            act = as_tensor("act", act, device=dev)
+        if obs.is_complex() or act.is_complex():
+            raise ValueError(f"{'obs' if obs.is_complex() else 'act'} must be real, got a complex tensor")
+        if not obs.is_floating_point():  # integer / boolean inputs: computed (and returned) in float32
+            obs = obs.to(torch.float32)
+        if not act.is_floating_point():
+            act = act.to(obs.dtype)
         if obs.ndim == 2:
             obs = obs.unsqueeze(0).expand(E, -1, -1)
         if act.ndim == 2:
@@ -278,6 +302,7 @@ class ProbabilisticEnsemble(nn.Module):
             ends with its weights from its best epoch (0-based index into the lists).
         """
         obs, act, next_obs = self._unpack(data)
+        seed = check_seed("seed", seed)
         epochs = int(check_threshold("epochs", epochs, low=1, high=1e9))
         batch_size = int(check_threshold("batch_size", batch_size, low=1, high=1e12))
         lr = check_threshold("lr", lr, low=0.0, high=1e6, inclusive=False)
@@ -418,10 +443,13 @@ class ProbabilisticEnsemble(nn.Module):
         tensors, meta = load_state(path, device=device)
         if meta.get("class") != "ProbabilisticEnsemble":
             raise ValueError(f"path {path} does not hold a ProbabilisticEnsemble checkpoint")
-        cfg = dict(meta["config"])
-        cfg["dtype"] = getattr(torch, cfg["dtype"])
-        model = cls(**cfg, device=device)
-        model.load_state_dict(tensors, strict=True)
+        try:
+            cfg = dict(meta["config"])
+            cfg["dtype"] = getattr(torch, str(cfg["dtype"]))
+            model = cls(**cfg, device=device)
+            model.load_state_dict(tensors, strict=True)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise ValueError(f"path {path} holds a corrupt ProbabilisticEnsemble checkpoint: {exc}") from exc
         return model
 
     def extra_repr(self) -> str:

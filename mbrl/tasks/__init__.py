@@ -61,7 +61,7 @@ def make_task(name: str, **options) -> Task:
     Raises:
         ValueError: for an unknown ``name`` (the message lists the known ones) or an invalid option.
     """
-    maker = _MAKERS.get(name)
+    maker = _MAKERS.get(name) if isinstance(name, str) else None
     if maker is None:
         raise ValueError(f"name must be one of {list(_MAKERS)}, got {name!r}")
     return maker(**options)

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mbrl.util.validation import as_tensor
+from mbrl.util.validation import as_tensor, check_threshold
 
 __all__ = ["Task", "TransitionFn", "batched_transition_fn", "check_transition", "make_gym_task"]
 
@@ -142,6 +142,29 @@ def never_terminates(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tenso
     return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
 
 
+def _check_param(key: str, value: Any, default: Any) -> Any:
+    """Validate a reward option against the type of its default; ``ValueError`` naming ``key``."""
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"option {key} must be a bool, got {value!r}")
+        return bool(value)
+    if isinstance(default, (int, float)):
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"option {key} must be a real number, got {value!r}")
+        v = check_threshold(key, value)
+        if not np.isfinite(v):
+            raise ValueError(f"option {key} must be finite, got {value!r}")
+        return v
+    if isinstance(default, tuple) and len(default) == 2:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+            raise ValueError(f"option {key} must be a pair (low, high), got {value!r}")
+        lo, hi = (check_threshold(key, v) for v in value)
+        if lo > hi:
+            raise ValueError(f"option {key} must have low <= high, got {value!r}")
+        return (lo, hi)
+    return value  # pragma: no cover - every reward option has one of the types above
+
+
 def make_gym_task(
     name: str,
     options: Mapping[str, Any],
@@ -174,7 +197,8 @@ def make_gym_task(
     for key, value in forced.items():
         if key in options and options[key] != value:
             raise ValueError(f"option {key} must be {value!r} for task {name} (its reward needs it)")
-    params = {key: options.get(key, default) for key, default in reward_params.items()}
+    params = {key: _check_param(key, options.get(key, default), default)
+              for key, default in reward_params.items()}
     env_kwargs = {**options, **forced}
     try:
         probe = gym.make(name, **env_kwargs)

@@ -15,20 +15,38 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = ["grid_points", "merge_table", "run_grid"]
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The Cartesian product of ``grid`` as a list of dicts, in row-major order."""
+    """The Cartesian product of ``grid`` as a list of dicts, in row-major order.
+
+    ``grid`` maps argument names (identifiers) to non-empty sequences of values (lists, tuples, ranges or
+    1-D NumPy arrays, whose entries become Python scalars).
+    """
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError("grid must be a non-empty mapping of name -> list of values")
+    values = {}
     for k, v in grid.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ValueError(f"grid keys must be argument names (identifiers), got {k!r}")
+        if isinstance(v, np.ndarray) and v.ndim == 1:
+            v = v.tolist()
         if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or len(v) == 0:
             raise ValueError(f"grid[{k!r}] must be a non-empty list of values")
-    keys = list(grid)
-    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+        values[k] = v
+    keys = list(values)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(values[k] for k in keys))]
+
+
+def _row(fn, point: dict, fixed: dict) -> dict:
+    out = fn(**point, **fixed)
+    if not isinstance(out, Mapping):
+        raise TypeError(f"fn must return a mapping of results, got {type(out).__name__} at {point}")
+    return dict(out)
 
 
 def run_grid(
@@ -48,30 +66,38 @@ def run_grid(
             Ray instance unless ``address`` names a cluster, e.g. ``"auto"`` or ``"ray://host:10001"``).
         num_cpus_per_task, num_gpus_per_task: Ray resources per grid point.
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     points = grid_points(grid)
+    clash = sorted(set(points[0]) & set(fixed))
+    if clash:
+        raise ValueError(f"fixed arguments {clash} are also grid keys (grid): give each argument once")
+    if backend not in ("serial", "ray"):
+        raise ValueError(f"backend must be 'serial' or 'ray', got {backend!r}")
     if backend == "serial":
-        results = [dict(fn(**p, **fixed)) for p in tqdm(points, desc="sweep", disable=not progress)]
-    elif backend == "ray":
+        results = [_row(fn, p, fixed) for p in tqdm(points, desc="sweep", disable=not progress)]
+    else:  # "ray"
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - depends on the optional extra
-            raise ValueError("backend='ray' needs the 'sweep' extra: pip install 'safe-density[sweep]'") from exc
+            raise ValueError(
+                "backend='ray' needs the 'sweep' extra: pip install 'safe-density[sweep]'"
+            ) from exc
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         remote = ray.remote(num_cpus=num_cpus_per_task, num_gpus=num_gpus_per_task)(fn)
         refs = [remote.remote(**p, **fixed) for p in points]
         results = []
-        for ref in tqdm(refs, desc="sweep (ray)", disable=not progress):
-            results.append(dict(ray.get(ref)))
-    else:
-        raise ValueError(f"backend must be 'serial' or 'ray', got {backend!r}")
+        for ref, p in zip(tqdm(refs, desc="sweep (ray)", disable=not progress), points):
+            out = ray.get(ref)
+            if not isinstance(out, Mapping):
+                raise TypeError(f"fn must return a mapping of results, got {type(out).__name__} at {p}")
+            results.append(dict(out))
     return [{**p, **r} for p, r in zip(points, results)]
 
 
 def merge_table(rows: Sequence[Mapping[str, Any]], by: Sequence[str], metrics: Sequence[str]) -> list[dict]:
     """Group ``rows`` by the keys ``by`` and report mean, std and count of each metric (e.g. over seeds)."""
-    import numpy as np
-
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in by), []).append(r)

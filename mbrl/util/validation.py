@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_finite", "check_shape", "check_threshold"]
+__all__ = ["as_tensor", "check_finite", "check_int", "check_shape", "check_threshold"]
 
 
 def as_tensor(
@@ -30,16 +30,19 @@ def as_tensor(
 
     Args:
         name: argument name used in error messages.
-        dtype: target floating dtype (default: ``x``'s own floating dtype, else float32).
+        dtype: target floating dtype (default: ``x``'s own floating dtype, else float32); a non-floating
+            ``dtype`` raises ``ValueError`` (casting would silently turn NaN into an integer).
         device: target device (default: ``x``'s own, else CPU).
         finite: reject NaN and +-inf.
         min_ndim: minimum number of dimensions.
         last_dim: required size of the last dimension.
         nonempty: reject tensors with zero elements.
     Raises:
-        ValueError: naming ``name`` when any check fails.
+        ValueError: naming ``name`` when any check fails (including a finite ``x`` that overflows ``dtype``).
         TypeError: when ``x`` is not numeric.
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype for {name} must be a floating torch.dtype, got {dtype!r}")
     if isinstance(x, torch.Tensor):
         t = x
     else:
@@ -49,11 +52,14 @@ def as_tensor(
             raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.array(arr, order="C", copy=True))
     if t.is_complex():
         raise TypeError(f"{name} must be real, got {t.dtype}")
     if dtype is None:
         dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+    if finite and t.is_floating_point():
+        check_finite(name, t)  # before the cast, so that the message can tell NaN/inf from overflow
+    src_finite = finite and t.dtype != dtype
     t = t.to(device=device if device is not None else t.device, dtype=dtype)
     if t.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(t.shape)}")
@@ -61,8 +67,8 @@ def as_tensor(
         raise ValueError(f"{name} must have last dimension {last_dim}, got shape {tuple(t.shape)}")
     if nonempty and t.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
-    if finite:
-        check_finite(name, t)
+    if src_finite and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} overflows {dtype}: its finite values do not fit in this dtype")
     return t
 
 
@@ -87,7 +93,9 @@ def check_threshold(
     """Validate a scalar threshold/hyper-parameter: finite (unless a bound is infinite) and in range."""
     try:
         v = float(value)
-    except (TypeError, ValueError) as exc:
+    except OverflowError:  # an int beyond float range
+        v = math.inf if value > 0 else -math.inf
+    except Exception as exc:  # TypeError, ValueError, RuntimeError (multi-element tensors), ...
         raise ValueError(f"{name} must be a real number, got {value!r}") from exc
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
@@ -95,4 +103,28 @@ def check_threshold(
     if not ok:
         br = "[]" if inclusive else "()"
         raise ValueError(f"{name} must lie in {br[0]}{low}, {high}{br[1]}, got {v}")
+    return v
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Validate an integer argument (Python/NumPy/one-element tensor integer, or an integral float).
+
+    The value must also lie in ``[low, high]`` (``None``: unbounded).
+
+    Raises ``ValueError`` naming ``name`` for booleans, non-integral, NaN/inf or out-of-range values.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        value = value.item()
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        v = int(value)
+    else:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {v}")
     return v

@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mbrl.util.seeding import make_generator
-from mbrl.util.validation import check_threshold
+from mbrl.util.validation import check_int, check_threshold
 
 __all__ = [
     "ClassifierRegularizer",
@@ -166,8 +166,8 @@ def train_classifier(
             ``model_fn(x) -> [B, 2]`` two-class logits ``[0, z]``, ``y`` long.
         seed: minibatch sampling seed.
     """
-    steps = int(check_threshold("steps", steps, low=0))
-    check_threshold("lr", lr, low=0.0, inclusive=False)
+    steps = check_int("steps", steps, low=0, high=10**9)
+    check_threshold("lr", lr, low=0.0, high=1e6, inclusive=False)
     if x.ndim != 2 or y.shape != x.shape[:1]:
         raise ValueError(f"x must be [N, D] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}

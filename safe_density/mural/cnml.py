@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from mbrl.util.validation import check_threshold
+from mbrl.util.validation import check_int, check_threshold
 
 from .classifier import Params, SuccessClassifier, logits
 
@@ -49,12 +49,13 @@ class CNMLConfig:
     chunk_size: int = 256
 
     def __post_init__(self):
-        check_threshold("steps", self.steps, low=1)
-        check_threshold("lr", self.lr, low=0.0, inclusive=False)
-        check_threshold("query_weight", self.query_weight, low=0.0)
+        check_int("steps", self.steps, low=1)
+        check_threshold("lr", self.lr, low=0.0, high=1e6, inclusive=False)
+        check_threshold("query_weight", self.query_weight, low=0.0, high=1e12)
         check_threshold("beta1", self.beta1, low=0.0, high=1.0, inclusive=True)
         check_threshold("beta2", self.beta2, low=0.0, high=1.0, inclusive=True)
-        check_threshold("chunk_size", self.chunk_size, low=1)
+        check_threshold("eps", self.eps, low=0.0, high=1.0, inclusive=False)
+        check_int("chunk_size", self.chunk_size, low=1)
 
 
 def augmented_loss(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
 from mbrl.util.seeding import make_generator
-from mbrl.util.validation import check_threshold
+from mbrl.util.validation import check_int, check_threshold
 
 from .classifier import Params, SuccessClassifier, linear_layers, logits
 from .cnml import augmented_loss, normalise
@@ -74,16 +74,17 @@ class MetaNMLConfig:
     chunk_size: int = 4096
 
     def __post_init__(self):
-        check_threshold("inner_lr", self.inner_lr, low=0.0, inclusive=False)
-        check_threshold("inner_steps", self.inner_steps, low=1)
-        check_threshold("query_weight", self.query_weight, low=0.0)
+        check_threshold("inner_lr", self.inner_lr, low=0.0, high=1e6, inclusive=False)
+        check_int("inner_steps", self.inner_steps, low=1)
+        check_threshold("query_weight", self.query_weight, low=0.0, high=1e12)
         if self.inner_query_weight is not None:
-            check_threshold("inner_query_weight", self.inner_query_weight, low=0.0)
-        check_threshold("meta_lr", self.meta_lr, low=0.0, inclusive=False)
-        check_threshold("meta_batch", self.meta_batch, low=2)
-        check_threshold("outer_batch", self.outer_batch, low=1)
+            check_threshold("inner_query_weight", self.inner_query_weight, low=0.0, high=1e12)
+        check_threshold("meta_lr", self.meta_lr, low=0.0, high=1e6, inclusive=False)
+        check_int("meta_batch", self.meta_batch, low=2)
+        check_int("outer_batch", self.outer_batch, low=1)
         check_threshold("uniform_query_fraction", self.uniform_query_fraction, low=0.0, high=1.0)
-        check_threshold("chunk_size", self.chunk_size, low=1)
+        check_threshold("box_margin", self.box_margin, low=0.0, high=1e6)
+        check_int("chunk_size", self.chunk_size, low=1)
 
     @property
     def q_in(self) -> float:
@@ -234,7 +235,7 @@ def meta_train(model: SuccessClassifier, params: Params, x: torch.Tensor, y: tor
     outer loss = mean over tasks of ``L_q(θ'; s, y)``; gradient by ``torch.func.grad`` through the
     ``vmap``-ed inner loop (second order unless ``first_order``); Adam step with ``meta_lr``.
     """
-    steps = int(check_threshold("steps", steps, low=0))
+    steps = check_int("steps", steps, low=0, high=10**9)
     gen = make_generator(seed, "cpu")
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.Adam(p.values(), lr=config.meta_lr)

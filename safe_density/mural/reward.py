@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mbrl.util.seeding import check_seed
 from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.util.validation import as_tensor, check_int, check_threshold
 
 from .classifier import (
     Params,
@@ -39,6 +40,11 @@ from .meta_nml import MetaNMLConfig, meta_nml_fast, meta_train
 __all__ = ["MuralConfig", "MuralReward"]
 
 _METHODS = ("meta_nml", "cnml", "classifier")
+#: Standardised features are clipped to +-this many standard deviations: far outside the data the
+#: classifiers are (piecewise) linear, so the reward is unchanged in practice, while e.g. 1e30 inputs
+#: no longer overflow the meta-NML closed form (NaN rewards).
+FEATURE_CLIP = 1e4
+_MIN_SD = 1e-6  # a feature with a smaller spread in the training set is left unscaled (sd = 1)
 
 
 @dataclass(frozen=True)
@@ -73,14 +79,23 @@ class MuralConfig:
     meta_nml: MetaNMLConfig = field(default_factory=MetaNMLConfig)
 
     def __post_init__(self):
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        check_threshold("classifier_lr", self.classifier_lr, low=0.0, inclusive=False)
-        check_threshold("classifier_steps", self.classifier_steps, low=0)
-        check_threshold("meta_steps", self.meta_steps, low=0)
-        check_threshold("max_visited", self.max_visited, low=1)
-        check_threshold("chunk_size", self.chunk_size, low=1)
+        if not isinstance(self.hidden, (tuple, list)) or not self.hidden:
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        object.__setattr__(self, "hidden",
+                           tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(self.hidden)))
+        lr = check_threshold("classifier_lr", self.classifier_lr, low=0.0, inclusive=False)
+        if lr == float("inf"):
+            raise ValueError("classifier_lr must be finite")
+        if self.classifier_batch is not None:
+            check_int("classifier_batch", self.classifier_batch, low=1)
+        check_int("classifier_steps", self.classifier_steps, low=0, high=10**9)
+        check_int("meta_steps", self.meta_steps, low=0, high=10**9)
+        check_int("max_visited", self.max_visited, low=1, high=2**62)
+        check_int("chunk_size", self.chunk_size, low=1, high=2**62)
+        if not isinstance(self.cnml, CNMLConfig):
+            raise ValueError(f"cnml must be a CNMLConfig, got {type(self.cnml).__name__}")
+        if not isinstance(self.meta_nml, MetaNMLConfig):
+            raise ValueError(f"meta_nml must be a MetaNMLConfig, got {type(self.meta_nml).__name__}")
 
     @classmethod
     def small(cls, **overrides) -> MuralConfig:
@@ -135,7 +150,12 @@ class MuralReward:
         if mode not in ("replace", "add"):
             raise ValueError(f"mode must be 'replace' or 'add', got {mode!r}")
         self.weight = check_threshold("weight", weight)
-        self.method, self.mode, self.seed = method, mode, int(seed)
+        if abs(self.weight) == float("inf"):
+            raise ValueError(f"weight must be finite, got {weight!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r} (half precision "
+                             "training of the classifiers is not supported)")
+        self.method, self.mode, self.seed = method, mode, check_seed("seed", seed)
         self.config = config if config is not None else MuralConfig()
         if not isinstance(self.config, MuralConfig):
             raise ValueError(f"config must be a MuralConfig, got {type(config).__name__}")
@@ -146,7 +166,10 @@ class MuralReward:
             raise ValueError(f"success_examples must have shape [K, obs_dim], got {tuple(ex.shape)}")
         self.obs_dim = ex.shape[1]
         if state_slice is not None:
-            a, b = (int(v) for v in state_slice)
+            if isinstance(state_slice, (str, bytes)) or not hasattr(state_slice, "__len__") \
+                    or len(state_slice) != 2:
+                raise ValueError(f"state_slice must be a pair (start, stop), got {state_slice!r}")
+            a, b = (check_int("state_slice", v) for v in state_slice)
             if not (0 <= a < b <= self.obs_dim):
                 raise ValueError(f"state_slice must be 0 <= start < stop <= {self.obs_dim}, "
                                  f"got {state_slice}")
@@ -176,15 +199,19 @@ class MuralReward:
         return f
 
     def _norm(self, f: torch.Tensor) -> torch.Tensor:
-        return (f - self.mu) / self.sd
+        """Standardised features, clipped to ``+-FEATURE_CLIP`` (computed in float64 to avoid overflow)."""
+        z = (f.double() - self.mu.double()) / self.sd.double()
+        return z.clamp(-FEATURE_CLIP, FEATURE_CLIP).to(f.dtype)
 
     def _rebuild_data(self) -> None:
         fe = self._features(self.success_examples, "success_examples")
         fv = self._features(self.visited, "visited_states")
         x = torch.cat([fe, fv])
-        if self.config.standardize:
-            self.mu = x.mean(0)
-            self.sd = x.std(0, unbiased=False).clamp_min(1e-6) if x.shape[0] > 1 else torch.ones_like(self.mu)
+        if self.config.standardize:  # statistics in float64: float32 sums of squares overflow beyond ~1e19
+            x64 = x.double()
+            sd = x64.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x64[0])
+            self.mu = x64.mean(0).to(x.dtype)
+            self.sd = torch.where(sd < _MIN_SD, torch.ones_like(sd), sd).to(x.dtype)
         x = self._norm(x)
         y = torch.cat([x.new_ones(fe.shape[0]), x.new_zeros(fv.shape[0])])
         self._data = (x, y, balanced_weights(y).to(x))
@@ -206,7 +233,7 @@ class MuralReward:
         if v.ndim != 2 or v.shape[-1] != self.obs_dim:
             raise ValueError(f"visited_states must have shape [M, {self.obs_dim}], got {tuple(v.shape)}")
         if steps is not None:
-            steps = int(check_threshold("steps", steps, low=0))
+            steps = check_int("steps", steps, low=0, high=10**9)
         self.visited = torch.cat([self.visited, v])[-self.config.max_visited:]
         self._rebuild_data()
         x, y, c = self._data
