@@ -49,6 +49,8 @@ class MPCAgent:
         device: where planning runs (default: the model's device, else CPU). A model elsewhere is copied.
         seed: seeds the agent's generator (every optimiser sample and model draw).
         replan_every: execute this many actions of a plan before replanning (1 = PETS).
+        cuda_graphs: on CUDA, capture each rollout shape once in a CUDA graph and replay it (default: on
+            for CUDA). Falls back to eager planning, with a warning, when capture is impossible.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class MPCAgent:
         device: torch.device | str | None = None,
         seed: int = 0,
         replan_every: int = 1,
+        cuda_graphs: bool | None = None,
     ) -> None:
         for attr in ("ensemble_size", "obs_dim", "act_dim", "predict"):
             if not hasattr(model, attr):
@@ -115,6 +118,10 @@ class MPCAgent:
         self.model = model
         self.seed = seed
         self._generator = make_generator(seed, self.device)
+        self._use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if self._use_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs=True needs a CUDA device")
+        self._graphs: dict = {}
         self.sync_model()
         self.reset()
 
@@ -123,6 +130,7 @@ class MPCAgent:
         """(Re)make the planning copy of the model (in ``dtype`` on ``device``); call after refitting it."""
         target = None if self.dtype == torch.float32 else self.dtype
         self._run_model = cast_model(self.model, target, self.device)
+        self._graphs = {}  # captured graphs hold the old weights' addresses
 
     def reset(self) -> None:
         """Forget the warm start and the optimiser's memory (call between episodes)."""
@@ -144,14 +152,63 @@ class MPCAgent:
                              f"got {tuple(o.shape)}")
         return (o.unsqueeze(0), True) if o.ndim == 1 else (o, False)
 
+    def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, generator):
+        return rollout(self._run_model, obs, actions, reward_fn=self.reward_fn,
+                       termination_fn=self.termination_fn, particles=self.particles,
+                       propagation=self.propagation, constraints=self.constraints,
+                       reward_shapers=self.reward_shapers, generator=generator, dtype=self.dtype,
+                       validate=False)
+
     def _objective(self, obs: torch.Tensor):
         def objective(actions: torch.Tensor):
-            return rollout(self._run_model, obs, actions, reward_fn=self.reward_fn,
-                           termination_fn=self.termination_fn, particles=self.particles,
-                           propagation=self.propagation, constraints=self.constraints,
-                           reward_shapers=self.reward_shapers, generator=self._generator, dtype=self.dtype,
-                           validate=False)
+            if self._use_graphs:
+                out = self._graph_call(obs, actions)
+                if out is not None:
+                    return out
+            return self._rollout(obs, actions, self._generator)
         return objective
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _graph_call(self, obs: torch.Tensor, actions: torch.Tensor):
+        """Replay a captured rollout (one CUDA graph per input shape): removes the ~10k kernel launches of an
+        action's rollouts from the CPU's critical path. Returns None (eager fallback) if capture fails, e.g.
+        because a user constraint synchronises with the host."""
+        key = (tuple(obs.shape), tuple(actions.shape), actions.dtype)
+        entry = self._graphs.get(key)
+        if entry is None:
+            try:
+                entry = self._capture(obs, actions)
+            except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); planning eagerly",
+                              RuntimeWarning, stacklevel=3)
+                self._use_graphs = False
+                torch.cuda.synchronize(self.device)
+                return None
+            self._graphs[key] = entry
+        graph, s_obs, s_act, (ret, viol) = entry
+        s_obs.copy_(obs)
+        s_act.copy_(actions)
+        graph.replay()
+        return ret.clone(), viol.clone()
+
+    def _capture(self, obs: torch.Tensor, actions: torch.Tensor):
+        s_obs, s_act = obs.clone(), actions.clone()
+        graph = torch.cuda.CUDAGraph()
+        # the agent's own generator drives the graph's sampling when torch can register it (seeded replays)
+        gen = self._generator if hasattr(graph, "register_generator_state") else None
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._rollout(s_obs, s_act, gen)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        if gen is not None:
+            graph.register_generator_state(gen)
+        with torch.cuda.graph(graph):
+            out = self._rollout(s_obs, s_act, gen)
+        return graph, s_obs, s_act, out
 
     def _replan(self, obs: torch.Tensor) -> torch.Tensor:
         B, H, k = obs.shape[0], self.horizon, self._executed

@@ -180,8 +180,10 @@ def rollout(
 
     total = torch.where(bad, torch.nan, total)
     if propagation == "ts_inf":
-        rows = slot_rows[valid]
-        total = torch.empty(R, dtype=acc, device=dev).index_copy_(0, rows, total[valid])
-        viol = torch.empty(R, dtype=acc, device=dev).index_copy_(0, rows, viol[valid])
+        # Padding slots duplicate a real particle: zero them and scatter-add every slot to its row. No
+        # boolean-mask indexing, so the whole rollout has static shapes and can be captured in a CUDA graph.
+        flat = slot_rows.reshape(-1)
+        total = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, total, 0.0).reshape(-1))
+        viol = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, viol, 0.0).reshape(-1))
     returns = total.view(B, N, P).mean(-1)
     return returns, viol.view(B, N, P).mean(-1)
