@@ -33,10 +33,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check safe_density mbrl tests benchmarks
+	$(VENV)/bin/ruff check safe_density mbrl tests benchmarks notebooks/*.py
 
 demo: $(STAMP)
-	$(PY) -m safe_density.demo
+	$(PY) benchmarks/demo.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

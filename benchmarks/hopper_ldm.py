@@ -126,6 +126,78 @@ def run_episode(task, agent, model, target, steps, seed):
             "model_mse": float(np.mean(errs)), "steps": len(errs), "seconds_per_action": float(np.median(times))}
 
 
+def prepare(s: Settings, out: Path, seed: int, device) -> dict:
+    """Offline data, the dynamics ensemble, the density and the LDM (steps 1-2 of the module docstring)."""
+    task = make_task("Hopper-v5")
+    buf = collect_data(s, out, seed, device)
+    data = buf.all()
+    print(f"offline data: {len(buf)} transitions")
+    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.data_hidden, device=device, seed=seed)
+    model.fit(buf, epochs=s.model_epochs, progress=True, seed=seed)
+    feats, nfeats = data.obs[:, 1:], data.next_obs[:, 1:]
+    density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
+    ldm = LyapunovDensityModel(task.obs_dim - 1, task.act_dim, task.action_low, task.action_high, density=density,
+                               steps=s.ldm_steps, device=device, seed=seed)
+    ldm.fit(feats, data.act, nfeats, progress=True)
+    with torch.no_grad():
+        e_data = ldm.energy(feats, data.act).cpu().numpy()
+        g_data = ldm.value(feats, data.act).cpu().numpy()
+    thresholds = {q: float(np.quantile(e_data, q)) for q in s.quantiles}
+    print("energy thresholds (quantile -> c):", {q: round(c, 2) for q, c in thresholds.items()})
+    return {"task": task, "buffer": buf, "model": model, "ldm": ldm, "thresholds": thresholds,
+            "e_data": e_data, "g_data": g_data}
+
+
+def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_shapers=(), seed: int = 0,
+               device=None, reward_fn=None) -> MPCAgent:
+    task = prep["task"]
+    return MPCAgent(prep["model"], reward_fn or target_reward(target), task.termination_fn, task.action_low,
+                    task.action_high, optimizer=CEM(population=s.population, elites=s.elites,
+                                                    iterations=s.iterations, alpha=0.1),
+                    horizon=s.horizon, particles=s.particles, propagation="ts_inf", constraints=constraints,
+                    reward_shapers=reward_shapers, device=device, seed=seed)
+
+
+def methods_for(s: Settings, prep: dict, which=("none", "greedy", "disagreement", "ldm")) -> list:
+    ldm, thresholds = prep["ldm"], prep["thresholds"]
+    methods: list[tuple[str, float | None, list, list]] = []
+    if "none" in which:
+        methods.append(("none", None, [], []))
+    if "greedy" in which:
+        methods += [("greedy", q, [ObsFeatures(ldm.constraint(c, greedy=True))], []) for q, c in thresholds.items()]
+    if "disagreement" in which:
+        methods.append(("disagreement", None, [], [EnsembleDisagreement(prep["model"], s.disagreement_weight)]))
+    if "ldm" in which:
+        methods += [("ldm", q, [ObsFeatures(ldm.constraint(c))], []) for q, c in thresholds.items()]
+    return methods
+
+
+def evaluate(s: Settings, prep: dict, methods: list, seed: int, device) -> list[dict]:
+    """MPC episodes for every method x target x episode (steps 3-4 of the module docstring)."""
+    rows = []
+    bar = tqdm(total=len(methods) * len(s.targets) * s.episodes, desc="hopper MPC", unit="ep")
+    for name, q, cons, shapers in methods:
+        for target in s.targets:
+            for ep in range(s.episodes):
+                agent = make_agent(s, prep, target, cons, shapers, seed=seed + ep, device=device)
+                r = run_episode(prep["task"], agent, prep["model"], target, s.episode_steps, seed=1000 + ep)
+                rows.append({"method": name, "quantile": q, "threshold": prep["thresholds"].get(q),
+                             "target": target, "episode": ep, **r})
+                bar.update(1)
+    bar.close()
+    return rows
+
+
+def print_table(table: list[dict]) -> None:
+    print(f"\n{'method':>13} {'q':>5} {'c':>7} {'falls/ep':>9} {'dist':>6} {'model mse':>10} {'s/action':>9} "
+          f"{'overhead':>9}")
+    for t in table:
+        qs = "-" if t["quantile"] is None else f"{t['quantile']:.2f}"
+        cs = "-" if t["threshold"] is None else f"{t['threshold']:.2f}"
+        print(f"{t['method']:>13} {qs:>5} {cs:>7} {t['falls_per_episode']:>9.2f} {t['distance']:>6.2f} "
+              f"{t['model_mse']:>10.4f} {t['seconds_per_action']:>9.4f} {t.get('overhead_vs_none', 0.0):>+9.1%}")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CPU-sized settings (< 30 min on 2 cores)")
@@ -133,6 +205,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default results/hopper_ldm)")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per method and target")
+    p.add_argument("--methods", nargs="+", default=["none", "greedy", "disagreement", "ldm"],
+                   choices=["none", "greedy", "disagreement", "ldm"], help="which controllers to compare")
     a = p.parse_args(argv)
     s = QUICK if a.quick else FULL
     if a.episodes is not None:
@@ -140,59 +214,16 @@ def main(argv=None) -> dict:
     device = torch.device(a.device) if a.device else torch.device("cpu")
     out = out_dir("hopper_ldm", a.out)
     t_start = time.perf_counter()
-    task = make_task("Hopper-v5")
-
-    buf = collect_data(s, out, a.seed, device)
-    data = buf.all()
-    print(f"offline data: {len(buf)} transitions")
-    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.data_hidden, device=device, seed=a.seed)
-    model.fit(buf, epochs=s.model_epochs, progress=True, seed=a.seed)
-    feats, nfeats = data.obs[:, 1:], data.next_obs[:, 1:]
-    density = GaussianMixtureDensity(s.ldm_components, device=device, seed=a.seed)
-    ldm = LyapunovDensityModel(task.obs_dim - 1, task.act_dim, task.action_low, task.action_high, density=density,
-                               steps=s.ldm_steps, device=device, seed=a.seed)
-    ldm.fit(feats, data.act, nfeats, progress=True)
-    with torch.no_grad():
-        e_data = ldm.energy(feats, data.act).cpu().numpy()
-        g_data = ldm.value(feats, data.act).cpu().numpy()
-    thresholds = {q: float(np.quantile(e_data, q)) for q in s.quantiles}
-    print("energy thresholds (quantile -> c):", {q: round(c, 2) for q, c in thresholds.items()})
-
-    methods: list[tuple[str, float | None, list, list]] = [("none", None, [], [])]
-    for q, c in thresholds.items():
-        methods.append(("greedy", q, [ObsFeatures(ldm.constraint(c, greedy=True))], []))
-    methods.append(("disagreement", None, [], [EnsembleDisagreement(model, s.disagreement_weight)]))
-    for q, c in thresholds.items():
-        methods.append(("ldm", q, [ObsFeatures(ldm.constraint(c))], []))
-
-    rows = []
-    bar = tqdm(total=len(methods) * len(s.targets) * s.episodes, desc="hopper MPC", unit="ep")
-    for name, q, cons, shapers in methods:
-        for target in s.targets:
-            for ep in range(s.episodes):
-                agent = MPCAgent(model, target_reward(target), task.termination_fn, task.action_low,
-                                 task.action_high, optimizer=CEM(population=s.population, elites=s.elites,
-                                                                 iterations=s.iterations, alpha=0.1),
-                                 horizon=s.horizon, particles=s.particles, propagation="ts_inf",
-                                 constraints=cons, reward_shapers=shapers, device=device, seed=a.seed + ep)
-                r = run_episode(task, agent, model, target, s.episode_steps, seed=1000 + ep)
-                rows.append({"method": name, "quantile": q, "threshold": thresholds.get(q), "target": target,
-                             "episode": ep, **r})
-                bar.update(1)
-    bar.close()
-
+    prep = prepare(s, out, a.seed, device)
+    rows = evaluate(s, prep, methods_for(s, prep, a.methods), a.seed, device)
     table = summarise(rows)
-    base = next(t for t in table if t["method"] == "none")["seconds_per_action"]
+    base = next((t for t in table if t["method"] == "none"), table[0])["seconds_per_action"]
     for t in table:
         t["overhead_vs_none"] = t["seconds_per_action"] / base - 1.0
-    print(f"\n{'method':>13} {'q':>5} {'c':>7} {'falls/ep':>9} {'dist':>6} {'model mse':>10} {'s/action':>9} {'overhead':>9}")
-    for t in table:
-        qs = "-" if t["quantile"] is None else f"{t['quantile']:.2f}"
-        cs = "-" if t["threshold"] is None else f"{t['threshold']:.2f}"
-        print(f"{t['method']:>13} {qs:>5} {cs:>7} {t['falls_per_episode']:>9.2f} {t['distance']:>6.2f} "
-              f"{t['model_mse']:>10.4f} {t['seconds_per_action']:>9.4f} {t['overhead_vs_none']:>+9.1%}")
-    res = {"settings": dataclasses.asdict(s), "machine": machine(), "data_transitions": len(buf),
-           "energy_quantiles": thresholds, "ldm_minus_energy_on_data_mean": float(np.mean(g_data - e_data)),
+    print_table(table)
+    res = {"settings": dataclasses.asdict(s), "machine": machine(), "data_transitions": len(prep["buffer"]),
+           "energy_quantiles": prep["thresholds"],
+           "ldm_minus_energy_on_data_mean": float(np.mean(prep["g_data"] - prep["e_data"])),
            "rows": rows, "table": table, "seconds": time.perf_counter() - t_start,
            "paper": "Kang et al. 2022, Hopper: falls drop to zero as the LDM threshold tightens; too tight and "
                     "the hopper does not move. The greedy density constraint and the ensemble penalty still fall."}

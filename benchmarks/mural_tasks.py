@@ -52,9 +52,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, out_dir, write_json  # noqa: E402
+
 from mbrl.agent import MPCAgent  # noqa: E402
 from mbrl.buffer import ReplayBuffer  # noqa: E402
-
 from mbrl.models.ensemble import PETS_WEIGHT_DECAY, ProbabilisticEnsemble  # noqa: E402
 from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks.maze import GoalTask, make_maze_task  # noqa: E402

@@ -13,12 +13,11 @@ CLI: ``python -m mbrl.train --task InvertedPendulum-v5 --episodes 5 --out runs/i
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from safe_density.contracts import Constraint, DensityModel, RewardShaper
+from safe_density.contracts import Constraint, DensityModel, RewardShaper  # noqa: F401 (re-exported)
 
 __version__ = "0.1.0"
 
