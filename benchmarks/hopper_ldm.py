@@ -14,7 +14,8 @@ Pipeline (``--quick`` sizes in brackets):
 3. **Control.** MPC (CEM + TS-inf) hops from the start to a target x with reward ``1 - min(|x - x*|, 2) / 2``
    (positive, so falling, which ends the episode, is never attractive), under:
    (a) no constraint, (b) the greedy density constraint ``E(s, a) <= c``, (c) an ensemble-disagreement
-   penalty, (d) the LDM constraint ``G(s, a) <= c``; thresholds ``c`` are quantiles of the data energies.
+   penalty, (d) the LDM constraint ``G(s, a) <= c``; thresholds ``c`` are quantiles of ``G`` over the data's own
+   state-action pairs (a fraction q of the data is feasible), the same ``c`` for the greedy constraint.
 4. **Metrics** per method and threshold: falls per episode, final distance to the target, and the dynamics
    model's one-step error along the executed trajectory; plus seconds per action (the LDM's planning-time
    overhead). Written to ``results/hopper_ldm/hopper_ldm.json`` and ``hopper_ldm.png``.
@@ -142,8 +143,10 @@ def prepare(s: Settings, out: Path, seed: int, device) -> dict:
     with torch.no_grad():
         e_data = ldm.energy(feats, data.act).cpu().numpy()
         g_data = ldm.value(feats, data.act).cpu().numpy()
-    thresholds = {q: float(np.quantile(e_data, q)) for q in s.quantiles}
-    print("energy thresholds (quantile -> c):", {q: round(c, 2) for q, c in thresholds.items()})
+    # c at the q-quantile of G on the data: a fraction q of the data's own (s, a) pairs is feasible, so the
+    # constraint always leaves the planner somewhere to go (the same c is used for the greedy E <= c).
+    thresholds = {q: float(np.quantile(g_data, q)) for q in s.quantiles}
+    print("thresholds (quantile of G on data -> c):", {q: round(c, 2) for q, c in thresholds.items()})
     return {"task": task, "buffer": buf, "model": model, "ldm": ldm, "thresholds": thresholds,
             "e_data": e_data, "g_data": g_data}
 
@@ -262,7 +265,7 @@ def plot(table: list[dict], path: Path) -> None:
             rs = [t for t in table if t["method"] == m]
             if rs:
                 ax.axhline(rs[0][key], color=c, ls=":", label=m)
-        ax.set_xlabel("threshold c (quantile of data energy)")
+        ax.set_xlabel("threshold c (quantile q of G on the data)")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
     fig.suptitle("Hopper-v5: MPC to a target x with density constraints (looser threshold to the right)")
