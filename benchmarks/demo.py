@@ -40,7 +40,8 @@ from hopper_ldm import (  # noqa: E402
 from mbrl.util.serialization import atomic_write_text  # noqa: E402
 from safe_density.mural import MuralConfig, MuralReward  # noqa: E402
 
-DEMO = Settings(data_episodes=3, data_steps=200, data_hidden=(128, 128, 128), model_epochs=40, ldm_steps=1500,
+DEMO = Settings(data_warmup_steps=1000, data_episodes=3, data_steps=200, data_hidden=(128, 128, 128),
+                model_epochs=40, ldm_steps=1500,
                 population=100, elites=10, iterations=3, horizon=10, particles=5, episode_steps=120, episodes=1,
                 targets=(1.0,), quantiles=(0.95,))
 

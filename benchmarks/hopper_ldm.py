@@ -4,9 +4,9 @@ target x positions, with and without density constraints.
 Pipeline (``--quick`` sizes in brackets):
 
 1. **Offline data.** PETS itself collects Hopper-v5 data on the forward-velocity reward: random warm-up
-   episodes, then MPC episodes (mbrl.train.run_pets) [1 + 5 episodes of at most 300 steps]. Episodes end when
-   the hopper falls, so fallen states appear only as the last ``next_obs`` of an episode, never as ``obs``:
-   they get low density.
+   steps, then MPC episodes (mbrl.train.run_pets) [2000 random steps + 5 episodes of at most 300 steps].
+   Episodes end when the hopper falls, so fallen states appear only as the last ``next_obs`` of an
+   episode, never as ``obs``: they get low density.
 2. **Models.** A PETS ensemble refitted on all data; a Gaussian-mixture density over (s without x, a); the
    learned LDM ``G(s, a)`` on the same features (x is excluded: the density is translation invariant).
    Transitions are given to the LDM as non-terminal, so a fall leads to a next state with no data around it
@@ -54,12 +54,13 @@ from safe_density.ldm import LyapunovDensityModel  # noqa: E402
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    data_warmup_steps: int = 2000
     data_episodes: int = 5
     data_steps: int = 300
     data_hidden: tuple[int, ...] = (128, 128, 128)
     model_epochs: int = 60
     ldm_steps: int = 3000
-    ldm_components: int = 16
+    ldm_components: int = 8
     population: int = 150
     elites: int = 15
     iterations: int = 3
@@ -73,7 +74,8 @@ class Settings:
 
 
 QUICK = Settings()
-FULL = Settings(data_episodes=30, data_steps=1000, data_hidden=(200, 200, 200, 200), model_epochs=100,
+FULL = Settings(data_warmup_steps=10000, data_episodes=30, data_steps=1000, data_hidden=(200, 200, 200, 200),
+                model_epochs=100,
                 ldm_steps=20000, population=500, elites=50, iterations=5, horizon=30, particles=20,
                 episode_steps=500, episodes=5, targets=(1.0, 2.0, 3.0), quantiles=(0.25, 0.5, 0.75, 0.9, 0.99))
 
@@ -97,7 +99,8 @@ def target_reward(target: float):
 def collect_data(s: Settings, out: Path, seed: int, device) -> ReplayBuffer:
     cfg = PETSConfig(hidden=s.data_hidden, horizon=15, population=s.population, elites=s.elites,
                      iterations=s.iterations, particles=s.particles, episodes=s.data_episodes,
-                     max_episode_steps=s.data_steps, epochs_per_episode=10, warmup_episodes=2)
+                     max_episode_steps=s.data_steps, epochs_per_episode=10, warmup_episodes=1,
+                     warmup_steps=s.data_warmup_steps)
     run_pets("Hopper-v5", cfg, out_dir=out / "offline", seed=seed, device=device)
     return ReplayBuffer.load(out / "offline" / "checkpoint" / "buffer")
 

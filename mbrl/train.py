@@ -69,7 +69,8 @@ PRESETS: dict[str, dict[str, PETSConfig]] = {
     "InvertedPendulum-v5": {
         "paper": PETSConfig(hidden=(500, 500, 500), horizon=25, population=400, elites=40, episodes=10),
         "quick": PETSConfig(hidden=(64, 64), ensemble_size=5, horizon=15, population=100, elites=10,
-                            iterations=3, particles=5, episodes=5, epochs_per_episode=10),
+                            iterations=5, particles=1, propagation="expectation", episodes=5,
+                            epochs_per_episode=50, warmup_steps=600),
     },
     "HalfCheetah-v5": {
         "paper": PETSConfig(hidden=(200,) * 4, horizon=30, population=500, elites=50, episodes=300),
