@@ -19,7 +19,8 @@ The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward
 ``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
 ``weight * s(...)`` (``weight`` defaults to 1). Constraints (``threshold`` and ``cost(obs, act)``) give
 a violation per candidate: the mean over particles of ``sum_t relu(cost(s_t, a_t) - threshold)`` over the
-steps before termination. A particle that reaches a non-finite state, reward or cost makes its
+whole horizon, a terminated particle's frozen last state counting at every later step (so ending an episode,
+e.g. by falling, is never a way to escape a constraint). A particle that reaches a non-finite state, reward or cost makes its
 candidate's return NaN, so the selection of :mod:`mbrl.planning.selection` ranks it last.
 
 Precision: states and actions go through the model in ``dtype`` (e.g. ``torch.bfloat16`` with a bf16 model
@@ -164,7 +165,9 @@ def rollout(
             nxt = out.mean(0).to(state.dtype)
         for c, thr in zip(constraints, thresholds):
             cost = c.cost(state, act).to(acc)
-            viol = viol + torch.where(alive, torch.relu(cost - thr), 0.0)
+            # a terminated particle keeps its last state, and that state's violation keeps counting:
+            # otherwise ending the episode (e.g. falling) would be the cheapest way to "satisfy" a constraint
+            viol = viol + torch.relu(cost - thr)
         r = reward_fn(state, act, nxt).to(acc)
         for s in reward_shapers:
             val = s(state, act, nxt).to(acc)
