@@ -135,6 +135,9 @@ class MuralReward:
         feature_fn: ``obs[..., O] -> features[..., D]`` (batched torch); overrides ``state_slice``;
             not saved by :meth:`save` (pass it again to :meth:`load`).
         dtype: floating dtype of the model and rewards.
+        regularizer: optional training regulariser of the success classifier, an object with
+            ``loss(model_fn, x, y)`` replacing the cross-entropy, e.g. ``safe_density.rcad.RCAD()`` (less
+            over-confident away from the data; used by the ``classifier`` and ``cnml`` methods' MLE fit).
 
     Usage: ``mr.update(visited[M, O])`` then ``mr(states[..., O]) -> [...]`` or
     ``mr(obs, act, next_obs) -> [...]`` (the reward of ``next_obs``).
@@ -144,7 +147,7 @@ class MuralReward:
                  config: MuralConfig | None = None, *, mode: str = "replace", weight: float = 1.0,
                  state_slice: tuple[int, int] | None = None,
                  feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, regularizer=None):
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
         if mode not in ("replace", "add"):
@@ -155,6 +158,9 @@ class MuralReward:
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r} (half precision "
                              "training of the classifiers is not supported)")
+        if regularizer is not None and not callable(getattr(regularizer, "loss", None)):
+            raise ValueError("regularizer must have a loss(model_fn, x, y) method, e.g. safe_density.rcad.RCAD")
+        self.regularizer = regularizer  # e.g. RCAD: used when training the MLE classifier (classifier / cnml)
         self.method, self.mode, self.seed = method, mode, check_seed("seed", seed)
         self.config = config if config is not None else MuralConfig()
         if not isinstance(self.config, MuralConfig):
@@ -243,7 +249,7 @@ class MuralReward:
             n = steps if (steps is not None and self.method != "meta_nml") else cfg.classifier_steps
             self.mle_params = train_classifier(
                 self.model, self.mle_params, x, y, weights=c, steps=n, lr=cfg.classifier_lr,
-                batch_size=cfg.classifier_batch, seed=seed, progress=progress)
+                batch_size=cfg.classifier_batch, regularizer=self.regularizer, seed=seed, progress=progress)
         if self.method == "meta_nml":
             start = self.meta_params if self.meta_params is not None else self.mle_params
             n = steps if steps is not None else cfg.meta_steps

@@ -301,3 +301,28 @@ def test_cuda_matches_cpu():
     gpu = rcad_loss(model.cuda(), x.cuda(), y.cuda(), 1.0, 0.3)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+def test_rcad_option_on_mural_classifier_lowers_far_confidence():
+    """RCAD as MuralReward's regulariser: less confident far from the data, same training accuracy."""
+    from safe_density.mural import MuralConfig, MuralReward
+    from safe_density.rcad import RCAD
+
+    g = torch.Generator().manual_seed(0)
+    ex = torch.randn(30, 2, generator=g) * 0.3 + torch.tensor([1.5, 0.0])
+    seen = torch.randn(60, 2, generator=g) * 0.3 - torch.tensor([1.5, 0.0])
+    # far along the adversarial direction (across the decision boundary), where RCAD acts
+    far = torch.tensor([[4.5, 0.0], [-4.5, 0.0], [6.0, 0.5], [-6.0, -0.5], [3.5, 1.0]])
+    cfg = MuralConfig.small(classifier_steps=400)
+    conf, acc = {}, {}
+    # step in standardised feature units: it must reach past the data (the published 0.5 is for [0, 1] images)
+    for name, reg in [("erm", None), ("rcad", RCAD(step_size=4.0, weight=1.0))]:
+        mr = MuralReward(ex, method="classifier", config=cfg, seed=0, regularizer=reg)
+        mr.update(seen, progress=False)
+        r_ex, r_seen = mr(ex), mr(seen)
+        acc[name] = float(((r_ex > 0.5).float().mean() + (r_seen < 0.5).float().mean()) / 2)
+        conf[name] = float((mr(far) - 0.5).abs().mean())
+    assert acc["erm"] >= 0.95 and acc["rcad"] >= 0.95
+    assert conf["erm"] > 0.45 and conf["rcad"] < conf["erm"] - 0.2, conf
+    with pytest.raises(ValueError, match="regularizer"):
+        MuralReward(ex, method="classifier", config=cfg, regularizer=object())
