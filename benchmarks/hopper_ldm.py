@@ -48,6 +48,7 @@ from mbrl.penalties import EnsembleDisagreement  # noqa: E402
 from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
 from mbrl.train import PETSConfig, run_pets  # noqa: E402
+from mbrl.util.sweep import run_grid  # noqa: E402
 from safe_density.density import GaussianMixtureDensity  # noqa: E402
 from safe_density.ldm import LyapunovDensityModel  # noqa: E402
 
@@ -204,6 +205,16 @@ def print_table(table: list[dict]) -> None:
               f"{t['model_mse']:>10.4f} {t['seconds_per_action']:>9.4f} {t.get('overhead_vs_none', 0.0):>+9.1%}")
 
 
+def run_seed(seed: int, settings: Settings, out: str, device: str, methods: tuple[str, ...]) -> dict:
+    """The whole experiment for one seed (a grid point of ``mbrl.util.sweep.run_grid``)."""
+    dev = torch.device(device)
+    prep = prepare(settings, Path(out) / f"seed{seed}", seed, dev)
+    rows = evaluate(settings, prep, methods_for(settings, prep, methods), seed, dev)
+    return {"rows": [{**r, "seed": seed} for r in rows], "data_transitions": len(prep["buffer"]),
+            "thresholds": prep["thresholds"],
+            "ldm_minus_energy_on_data_mean": float(np.mean(prep["g_data"] - prep["e_data"]))}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CPU-sized settings (< 30 min on 2 cores)")
@@ -213,6 +224,11 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per method and target")
     p.add_argument("--methods", nargs="+", default=["none", "greedy", "disagreement", "ldm"],
                    choices=["none", "greedy", "disagreement", "ldm"], help="which controllers to compare")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run the whole experiment for each seed and merge the tables (overrides --seed)")
+    p.add_argument("--backend", default="serial", choices=["serial", "ray"],
+                   help="run the seed grid in this process or as Ray tasks (pip install 'safe-density[sweep]')")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     a = p.parse_args(argv)
     s = QUICK if a.quick else FULL
     if a.episodes is not None:
@@ -220,17 +236,18 @@ def main(argv=None) -> dict:
     device = torch.device(a.device) if a.device else torch.device("cpu")
     out = out_dir("hopper_ldm", a.out)
     t_start = time.perf_counter()
-    prep = prepare(s, out, a.seed, device)
-    rows = evaluate(s, prep, methods_for(s, prep, a.methods), a.seed, device)
+    seeds = a.seeds or [a.seed]
+    grid = run_grid(run_seed, {"seed": seeds}, backend=a.backend, address=a.address, settings=s, out=str(out),
+                    device=str(device), methods=tuple(a.methods))
+    rows = [r for g in grid for r in g["rows"]]
     table = summarise(rows)
     base = next((t for t in table if t["method"] == "none"), table[0])["seconds_per_action"]
     for t in table:
         t["overhead_vs_none"] = t["seconds_per_action"] / base - 1.0
     print_table(table)
-    res = {"settings": dataclasses.asdict(s), "machine": machine(), "data_transitions": len(prep["buffer"]),
-           "energy_quantiles": prep["thresholds"],
-           "ldm_minus_energy_on_data_mean": float(np.mean(prep["g_data"] - prep["e_data"])),
-           "rows": rows, "table": table, "seconds": time.perf_counter() - t_start,
+    res = {"settings": dataclasses.asdict(s), "machine": machine(), "seeds": seeds, "backend": a.backend,
+           "per_seed": [{k: v for k, v in g.items() if k != "rows"} for g in grid], "rows": rows,
+           "table": table, "seconds": time.perf_counter() - t_start,
            "paper": "Kang et al. 2022, Hopper: falls drop to zero as the LDM threshold tightens; too tight and "
                     "the hopper does not move. The greedy density constraint and the ensemble penalty still fall."}
     write_json(out / "hopper_ldm.json", res)
@@ -247,7 +264,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     table = []
     for m, q in keys:
         rs = [r for r in rows if (r["method"], r["quantile"]) == (m, q)]
-        table.append({"method": m, "quantile": q, "threshold": rs[0]["threshold"], "episodes": len(rs),
+        thr = [r["threshold"] for r in rs if r["threshold"] is not None]
+        table.append({"method": m, "quantile": q, "threshold": float(np.mean(thr)) if thr else None,
+                      "episodes": len(rs),
                       "falls_per_episode": float(np.mean([r["fell"] for r in rs])),
                       "distance": float(np.mean([r["distance"] for r in rs])),
                       "model_mse": float(np.mean([r["model_mse"] for r in rs])),
