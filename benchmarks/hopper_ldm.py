@@ -7,8 +7,9 @@ Pipeline (``--quick`` sizes in brackets):
    steps, then MPC episodes (mbrl.train.run_pets) [2000 random steps + 5 episodes of at most 300 steps].
    Episodes end when the hopper falls, so fallen states appear only as the last ``next_obs`` of an
    episode, never as ``obs``: they get low density.
-2. **Models.** A PETS ensemble refitted on all data; a Gaussian-mixture density over (s without x, a); the
-   learned LDM ``G(s, a)`` on the same features (x is excluded: the density is translation invariant).
+2. **Models.** A PETS ensemble refitted on all data; a Gaussian-mixture density over (s without x, a) and the
+   learned LDM ``G(s, a)`` on the same features (x is excluded: the density is translation invariant), both
+   on the data without the last 20 steps before each fall (see :func:`safe_mask`).
    Transitions are given to the LDM as non-terminal, so a fall leads to a next state with no data around it
    (high energy) and the backup propagates that danger back along the trajectories.
 3. **Control.** MPC (CEM + TS-inf) hops from the start to a target x with reward ``1 - min(|x - x*|, 2) / 2``
@@ -72,6 +73,7 @@ class Settings:
     targets: tuple[float, ...] = (1.0,)
     quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
     disagreement_weight: float = 10.0
+    drop_before_fall: int = 20
 
 
 QUICK = Settings()
@@ -131,6 +133,24 @@ def run_episode(task, agent, model, target, steps, seed):
             "model_mse": float(np.mean(errs)), "steps": len(errs), "seconds_per_action": float(np.median(times))}
 
 
+def safe_mask(terminated: torch.Tensor, truncated: torch.Tensor, k: int) -> torch.Tensor:
+    """``[N]`` bool: transitions at least ``k`` steps before the end of an episode that ended in a fall.
+
+    The dynamics model learns from everything (it must know how falls happen); the density and the LDM see
+    only the behaviour we want to stay close to, as if an operator had cut each episode ``k`` steps before
+    its fall. Then falling is what leaves the data, which is the paper's setting (its data comes from a
+    policy that hops without falling)."""
+    n = terminated.shape[0]
+    keep = torch.ones(n, dtype=torch.bool)
+    ends = torch.nonzero(terminated.cpu(), as_tuple=False).flatten().tolist()
+    for e in ends:
+        start = e
+        while start > 0 and not bool(terminated[start - 1]) and not bool(truncated[start - 1]) and e - start < k:
+            start -= 1
+        keep[start: e + 1] = False
+    return keep
+
+
 def prepare(s: Settings, out: Path, seed: int, device) -> dict:
     """Offline data, the dynamics ensemble, the density and the LDM (steps 1-2 of the module docstring)."""
     task = make_task("Hopper-v5")
@@ -139,14 +159,16 @@ def prepare(s: Settings, out: Path, seed: int, device) -> dict:
     print(f"offline data: {len(buf)} transitions")
     model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.data_hidden, device=device, seed=seed)
     model.fit(buf, epochs=s.model_epochs, progress=True, seed=seed)
-    feats, nfeats = data.obs[:, 1:], data.next_obs[:, 1:]
+    keep = safe_mask(data.terminated, data.truncated, s.drop_before_fall)
+    print(f"LDM data: {int(keep.sum())} transitions at least {s.drop_before_fall} steps before any fall")
+    feats, nfeats, acts = data.obs[keep, 1:], data.next_obs[keep, 1:], data.act[keep]
     density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
     ldm = LyapunovDensityModel(task.obs_dim - 1, task.act_dim, task.action_low, task.action_high, density=density,
                                steps=s.ldm_steps, device=device, seed=seed)
-    ldm.fit(feats, data.act, nfeats, progress=True)
+    ldm.fit(feats, acts, nfeats, progress=True)
     with torch.no_grad():
-        e_data = ldm.energy(feats, data.act).cpu().numpy()
-        g_data = ldm.value(feats, data.act).cpu().numpy()
+        e_data = ldm.energy(feats, acts).cpu().numpy()
+        g_data = ldm.value(feats, acts).cpu().numpy()
     # c at the q-quantile of G on the data: a fraction q of the data's own (s, a) pairs is feasible, so the
     # constraint always leaves the planner somewhere to go (the same c is used for the greedy E <= c).
     thresholds = {q: float(np.quantile(g_data, q)) for q in s.quantiles}
