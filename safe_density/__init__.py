@@ -33,6 +33,7 @@ _EXPORTS = {
     "MuralRewardWrapper": "safe_density.mural",
     "rcad_loss": "safe_density.rcad",
     "RCAD": "safe_density.rcad",
+    "RCADDensity": "safe_density.rcad",
 }
 
 __all__ = sorted([*_EXPORTS, "Constraint", "DensityModel", "RewardShaper"])

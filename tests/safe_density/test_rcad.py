@@ -326,3 +326,39 @@ def test_rcad_option_on_mural_classifier_lowers_far_confidence():
     assert conf["erm"] > 0.45 and conf["rcad"] < conf["erm"] - 0.2, conf
     with pytest.raises(ValueError, match="regularizer"):
         MuralReward(ex, method="classifier", config=cfg, regularizer=object())
+
+
+def test_rcad_density_option_lowers_far_density_keeps_fit():
+    """RCADDensity on a flow: much less density far from the data, nearly the same training likelihood."""
+    from safe_density.density import FlowDensity
+    from safe_density.rcad import RCADDensity
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 2, generator=g) * torch.tensor([1.0, 0.5])
+    ang = torch.rand(100, generator=g) * 6.283
+    far = torch.stack([ang.cos(), ang.sin()], -1) * 5.0
+    ll = {}
+    for name, reg in [("mle", None), ("rcad", RCADDensity())]:
+        f = FlowDensity("maf", transforms=2, hidden=(32, 32), steps=300, seed=0, regularizer=reg).fit(x)
+        ll[name] = (float(f.log_prob(x).mean()), float(f.log_prob(far).mean()))
+    assert ll["rcad"][1] < ll["mle"][1] - 3.0, ll
+    assert ll["rcad"][0] > ll["mle"][0] - 0.5, ll
+
+
+def test_rcad_density_terms_and_errors():
+    from safe_density.rcad import RCADDensity
+
+    def log_prob(z):  # standard normal
+        return -0.5 * (z ** 2).sum(-1) - math.log(2 * math.pi)
+
+    z = torch.tensor([[1.0, 0.0], [0.0, -2.0]])
+    r = RCADDensity(step_size=0.5, weight=2.0, margin=1.0)
+    # the NLL gradient of a standard normal is z itself: z' = z + 0.5 z / |z|
+    torch.testing.assert_close(r.adversarial_inputs(log_prob, z), torch.tensor([[1.5, 0.0], [0.0, -2.5]]))
+    # log p(z') - log p(z) = -0.5 (1.5^2 - 1) = -0.625 and -0.5 (2.5^2 - 4) = -1.125; hinge with margin 1
+    expected = 2.0 * (0.375 + 0.0) / 2
+    assert float(r.loss(log_prob, z)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="step_size"):
+        RCADDensity(step_size=float("nan"))
+    with pytest.raises(ValueError, match="z"):
+        r.loss(log_prob, torch.tensor([[float("nan"), 0.0]]))
