@@ -4,12 +4,13 @@ target x positions, with and without density constraints.
 Pipeline (``--quick`` sizes in brackets):
 
 1. **Offline data.** PETS itself collects Hopper-v5 data on the forward-velocity reward: random warm-up
-   steps, then MPC episodes (mbrl.train.run_pets) [2000 random steps + 5 episodes of at most 300 steps].
+   steps, then MPC episodes (mbrl.train.run_pets) [2000 random steps + 10 episodes of at most 300 steps].
    Episodes end when the hopper falls, so fallen states appear only as the last ``next_obs`` of an
    episode, never as ``obs``: they get low density.
 2. **Models.** A PETS ensemble refitted on all data; a Gaussian-mixture density over (s without x, a) and the
    learned LDM ``G(s, a)`` on the same features (x is excluded: the density is translation invariant), both
-   on the data without the last 20 steps before each fall (see :func:`safe_mask`).
+   on the MPC episodes only (the behaviour data; random warm-up steps are left out) without the last 20
+   steps before each fall (see :func:`safe_mask`).
    Transitions are given to the LDM as non-terminal, so a fall leads to a next state with no data around it
    (high energy) and the backup propagates that danger back along the trajectories.
 3. **Control.** MPC (CEM + TS-inf) hops from the start to a target x with reward ``1 - min(|x - x*|, 2) / 2``
@@ -57,7 +58,7 @@ from safe_density.ldm import LyapunovDensityModel  # noqa: E402
 @dataclasses.dataclass(frozen=True)
 class Settings:
     data_warmup_steps: int = 2000
-    data_episodes: int = 5
+    data_episodes: int = 10
     data_steps: int = 300
     data_hidden: tuple[int, ...] = (128, 128, 128)
     model_epochs: int = 60
@@ -99,13 +100,15 @@ def target_reward(target: float):
     return reward_fn
 
 
-def collect_data(s: Settings, out: Path, seed: int, device) -> ReplayBuffer:
+def collect_data(s: Settings, out: Path, seed: int, device) -> tuple[ReplayBuffer, int]:
+    """PETS data on the forward-velocity reward; returns the buffer and its number of random warm-up steps."""
     cfg = PETSConfig(hidden=s.data_hidden, horizon=15, population=s.population, elites=s.elites,
                      iterations=s.iterations, particles=s.particles, episodes=s.data_episodes,
                      max_episode_steps=s.data_steps, epochs_per_episode=10, warmup_episodes=1,
                      warmup_steps=s.data_warmup_steps)
-    run_pets("Hopper-v5", cfg, out_dir=out / "offline", seed=seed, device=device)
-    return ReplayBuffer.load(out / "offline" / "checkpoint" / "buffer")
+    log = run_pets("Hopper-v5", cfg, out_dir=out / "offline", seed=seed, device=device)
+    n_random = sum(r["steps"] for r in log if r["phase"] == "random")
+    return ReplayBuffer.load(out / "offline" / "checkpoint" / "buffer"), n_random
 
 
 def run_episode(task, agent, model, target, steps, seed):
@@ -154,13 +157,14 @@ def safe_mask(terminated: torch.Tensor, truncated: torch.Tensor, k: int) -> torc
 def prepare(s: Settings, out: Path, seed: int, device) -> dict:
     """Offline data, the dynamics ensemble, the density and the LDM (steps 1-2 of the module docstring)."""
     task = make_task("Hopper-v5")
-    buf = collect_data(s, out, seed, device)
+    buf, n_random = collect_data(s, out, seed, device)
     data = buf.all()
     print(f"offline data: {len(buf)} transitions")
     model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.data_hidden, device=device, seed=seed)
     model.fit(buf, epochs=s.model_epochs, progress=True, seed=seed)
     keep = safe_mask(data.terminated, data.truncated, s.drop_before_fall)
-    print(f"LDM data: {int(keep.sum())} transitions at least {s.drop_before_fall} steps before any fall")
+    keep[:n_random] = False  # the behaviour to stay close to is the MPC controller's, not random flailing
+    print(f"LDM data: {int(keep.sum())} MPC transitions at least {s.drop_before_fall} steps before any fall")
     feats, nfeats, acts = data.obs[keep, 1:], data.next_obs[keep, 1:], data.act[keep]
     density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
     ldm = LyapunovDensityModel(task.obs_dim - 1, task.act_dim, task.action_low, task.action_high, density=density,
