@@ -102,8 +102,26 @@ class LDMConstraint:
     greedy: bool = False
 
     def cost(self, obs, act) -> torch.Tensor:
-        """``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]``."""
-        return self.ldm.energy(obs, act) if self.greedy else self.ldm.value(obs, act)
+        """``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]`` (the planner's hot path).
+
+        Same values as :meth:`LyapunovDensityModel.value` / ``energy`` on valid tensors, but with no input
+        validation (no host synchronisation per imagined step, so a planner can capture it in a CUDA graph),
+        any float dtype (e.g. the bf16 planner) cast to the model's, and non-finite inputs or values mapped
+        to a large finite cost instead of an exception: a diverged rollout counts as violating.
+        """
+        ldm = self.ldm
+        if not isinstance(obs, torch.Tensor) or not isinstance(act, torch.Tensor):
+            return self.ldm.energy(obs, act) if self.greedy else self.ldm.value(obs, act)
+        o = obs.to(ldm.device, ldm.dtype)
+        a = act.to(ldm.device, ldm.dtype)
+        batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
+        o, a = o.expand(*batch, ldm.obs_dim), a.expand(*batch, ldm.act_dim)
+        with torch.no_grad():
+            v = ldm._fast_energy(o, a)
+            if not self.greedy:
+                v = torch.maximum(v, ldm._net_value(ldm.net, o, a))
+        big = torch.finfo(v.dtype).max / 4
+        return torch.nan_to_num(v, nan=big, posinf=big, neginf=-big)
 
 
 def _mlp(inp: int, hidden: Sequence[int]) -> nn.Sequential:
@@ -230,6 +248,17 @@ class LyapunovDensityModel:
     def _raw_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         x = torch.cat([o, a], -1)
         return -torch.as_tensor(self.density.log_prob(x), device=self.device).to(self.dtype)
+
+    def _fast_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``-log p`` without input validation (density models built on ``DensityBase``), else ``energy``."""
+        d = self.density
+        if getattr(d, "mean", None) is None or not hasattr(d, "_log_prob_standardised"):
+            return self._raw_energy(o, a)
+        x = torch.cat([o, a], -1)
+        lead = x.shape[:-1]
+        z = ((x - d.mean) / d.std).reshape(-1, x.shape[-1])
+        lp = d._log_prob_standardised(z) - torch.log(d.std).sum()
+        return -lp.reshape(lead).to(self.dtype)
 
     def _net_value(self, net: nn.Module, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return net(self._features(o, a)).squeeze(-1) * self.e_std + self.e_mean

@@ -333,3 +333,21 @@ def test_learned_validation():
         ldm.constraint(float("nan"))
     with pytest.raises(ValueError, match="obs"):
         ldm.value(torch.zeros(2, 3), torch.zeros(2, 1))
+
+
+def test_constraint_cost_fast_path_matches_value_and_survives_nan():
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(120, 2, generator=g), torch.rand(120, 1, generator=g) * 2 - 1
+    ldm = LyapunovDensityModel(2, 1, [-1.0], [1.0], hidden=(16,), steps=50, seed=0)
+    ldm.fit(obs, act, obs + 0.1 * act, progress=False)
+    o = torch.randn(3, 7, 2, generator=g)
+    a = torch.rand(3, 7, 1, generator=g) * 2 - 1
+    for greedy in (False, True):
+        c = ldm.constraint(1.0, greedy=greedy)
+        ref = (ldm.energy if greedy else ldm.value)(o.reshape(-1, 2), a.reshape(-1, 1)).reshape(3, 7)
+        torch.testing.assert_close(c.cost(o, a), ref, rtol=1e-5, atol=1e-5)
+        bad = o.clone()
+        bad[0, 0, 0] = float("nan")
+        out = c.cost(bad, a)
+        assert torch.isfinite(out).all() and out[0, 0] > 1e30  # a diverged state counts as violating
+        assert c.cost(o.to(torch.bfloat16), a.to(torch.bfloat16)).shape == (3, 7)
