@@ -293,7 +293,10 @@ class RCADDensity:
         zz = z.detach().requires_grad_(True)
         with torch.enable_grad():
             nll = -log_prob(zz).sum()
-            (g,) = torch.autograd.grad(nll, zz)
+            # a log-density that does not depend on z (e.g. constant) gives no direction: z' = z
+            g = torch.autograd.grad(nll, zz, allow_unused=True)[0] if nll.requires_grad else None
+        if g is None:
+            g = torch.zeros_like(z)
         norm = g.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return (z + self.step_size * g / norm).detach()
 

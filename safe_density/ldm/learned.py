@@ -112,9 +112,22 @@ class LDMConstraint:
         ldm = self.ldm
         if not isinstance(obs, torch.Tensor) or not isinstance(act, torch.Tensor):
             return self.ldm.energy(obs, act) if self.greedy else self.ldm.value(obs, act)
+        if self.greedy:
+            ldm._require_density()
+        elif not ldm.fitted:
+            raise RuntimeError("LyapunovDensityModel is not fitted; call fit(...) first")
+        # shape checks only (metadata, no device synchronisation)
+        for name, t, dim in (("obs", obs, ldm.obs_dim), ("act", act, ldm.act_dim)):
+            if t.ndim < 1 or t.shape[-1] != dim:
+                raise ValueError(f"{name} must have shape [..., {dim}], got {tuple(t.shape)}")
         o = obs.to(ldm.device, ldm.dtype)
         a = act.to(ldm.device, ldm.dtype)
-        batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
+        try:
+            batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"obs batch shape {tuple(o.shape[:-1])} and act batch shape {tuple(a.shape[:-1])} do not broadcast"
+            ) from exc
         o, a = o.expand(*batch, ldm.obs_dim), a.expand(*batch, ldm.act_dim)
         with torch.no_grad():
             v = ldm._fast_energy(o, a)
@@ -252,13 +265,17 @@ class LyapunovDensityModel:
     def _fast_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``-log p`` without input validation (density models built on ``DensityBase``), else ``energy``."""
         d = self.density
-        if getattr(d, "mean", None) is None or not hasattr(d, "_log_prob_standardised"):
-            return self._raw_energy(o, a)
         x = torch.cat([o, a], -1)
+        if getattr(d, "mean", None) is None or not hasattr(d, "_log_prob_standardised"):
+            # a foreign DensityModel validates its input: feed it finite points, mark the others +inf
+            ok = torch.isfinite(x).all(-1)
+            e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.obs_dim, self.act_dim], -1))
+            return torch.where(ok, e, math.inf)
         lead = x.shape[:-1]
+        x = x.to(d.mean.device, d.mean.dtype)
         z = ((x - d.mean) / d.std).reshape(-1, x.shape[-1])
         lp = d._log_prob_standardised(z) - torch.log(d.std).sum()
-        return -lp.reshape(lead).to(self.dtype)
+        return -lp.reshape(lead).to(self.device, self.dtype)
 
     def _net_value(self, net: nn.Module, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return net(self._features(o, a)).squeeze(-1) * self.e_std + self.e_mean

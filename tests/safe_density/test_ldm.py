@@ -335,19 +335,81 @@ def test_learned_validation():
         ldm.value(torch.zeros(2, 3), torch.zeros(2, 1))
 
 
-def test_constraint_cost_fast_path_matches_value_and_survives_nan():
+def _fitted_ldm(density=None, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
     obs, act = torch.randn(120, 2, generator=g), torch.rand(120, 1, generator=g) * 2 - 1
-    ldm = LyapunovDensityModel(2, 1, [-1.0], [1.0], hidden=(16,), steps=50, seed=0)
-    ldm.fit(obs, act, obs + 0.1 * act, progress=False)
-    o = torch.randn(3, 7, 2, generator=g)
+    ldm = LyapunovDensityModel(2, 1, [-1.0], [1.0], density, hidden=(16,), steps=50, seed=0, dtype=dtype)
+    ldm.fit(obs.to(dtype), act.to(dtype), (obs + 0.1 * act).to(dtype), progress=False)
+    return ldm
+
+
+def test_constraint_cost_fast_path_matches_value_and_survives_nan():
+    g = torch.Generator().manual_seed(1)
+    ldm = _fitted_ldm()
+    o = torch.randn(3, 7, 2, generator=g) * 2  # [E, M, O], some of it far from the data
     a = torch.rand(3, 7, 1, generator=g) * 2 - 1
     for greedy in (False, True):
         c = ldm.constraint(1.0, greedy=greedy)
         ref = (ldm.energy if greedy else ldm.value)(o.reshape(-1, 2), a.reshape(-1, 1)).reshape(3, 7)
-        torch.testing.assert_close(c.cost(o, a), ref, rtol=1e-5, atol=1e-5)
-        bad = o.clone()
+        out = c.cost(o, a)
+        assert out.dtype == ldm.dtype and out.shape == (3, 7)
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+        # broadcasting one action over the particles, as value does
+        torch.testing.assert_close(c.cost(o, a[0, 0]), (ldm.energy if greedy else ldm.value)(o, a[0, 0]),
+                                   rtol=1e-6, atol=1e-6)
+        bad, bad_a = o.clone(), a.clone()
         bad[0, 0, 0] = float("nan")
-        out = c.cost(bad, a)
-        assert torch.isfinite(out).all() and out[0, 0] > 1e30  # a diverged state counts as violating
-        assert c.cost(o.to(torch.bfloat16), a.to(torch.bfloat16)).shape == (3, 7)
+        bad[1, 2, 1] = float("inf")
+        bad_a[2, 3, 0] = float("-inf")
+        out = c.cost(bad, bad_a)  # no exception
+        assert torch.isfinite(out).all()
+        viol = torch.zeros(3, 7, dtype=torch.bool)
+        viol[0, 0] = viol[1, 2] = viol[2, 3] = True
+        assert (out[viol] > 1e30).all()  # a diverged state counts as violating...
+        torch.testing.assert_close(out[~viol], ref[~viol], rtol=1e-6, atol=1e-6)  # ...the rest is untouched
+        # bf16 planner tensors: cast to the model's dtype, same as value on the bf16-rounded inputs
+        ob, ab = o.to(torch.bfloat16), a.to(torch.bfloat16)
+        ref16 = (ldm.energy if greedy else ldm.value)(ob.float(), ab.float())
+        out16 = c.cost(ob, ab)
+        assert out16.dtype == torch.float32
+        torch.testing.assert_close(out16, ref16, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="obs"):
+        ldm.constraint(1.0).cost(torch.zeros(3, 7, 3), a)
+    with pytest.raises(ValueError, match="broadcast"):
+        ldm.constraint(1.0).cost(o, torch.zeros(4, 1))
+    unfitted = LyapunovDensityModel(2, 1, [-1.0], [1.0], hidden=(16,))
+    with pytest.raises(RuntimeError, match="fit"):
+        unfitted.constraint(1.0).cost(o, a)
+
+
+class _ForeignDensity:
+    """A DensityModel that is not a DensityBase and rejects non-finite input, like a user's own model."""
+
+    fitted = True
+
+    def fit(self, x):
+        return self
+
+    def log_prob(self, x):
+        x = torch.as_tensor(x)
+        if not torch.isfinite(x).all():
+            raise ValueError("x has NaN")
+        return -0.5 * (x ** 2).sum(-1)
+
+
+def test_constraint_cost_fast_path_other_densities():
+    from safe_density.density import GaussianMixtureDensity
+
+    g = torch.Generator().manual_seed(2)
+    o, a = torch.randn(4, 5, 2, generator=g), torch.rand(4, 5, 1, generator=g) * 2 - 1
+    bad = o.clone()
+    bad[1, 1, 0] = float("nan")
+    dens64 = GaussianMixtureDensity(3, dtype=torch.float64, seed=0)  # density in float64, LDM in float32
+    for density in (_ForeignDensity(), dens64):
+        ldm = _fitted_ldm(density)
+        for greedy in (False, True):
+            c = ldm.constraint(1.0, greedy=greedy)
+            ref = (ldm.energy if greedy else ldm.value)(o, a)
+            torch.testing.assert_close(c.cost(o, a), ref, rtol=1e-6, atol=1e-6)
+            out = c.cost(bad, a)
+            assert torch.isfinite(out).all() and out[1, 1] > 1e30

@@ -358,6 +358,10 @@ def test_rcad_density_terms_and_errors():
     # log p(z') - log p(z) = -0.5 (1.5^2 - 1) = -0.625 and -0.5 (2.5^2 - 4) = -1.125; hinge with margin 1
     expected = 2.0 * (0.375 + 0.0) / 2
     assert float(r.loss(log_prob, z)) == pytest.approx(expected)
+    # a log-density that ignores z has no adversarial direction: z' = z, and the hinge is the margin
+    flat = r.adversarial_inputs(lambda t: torch.zeros(t.shape[0]), z)
+    torch.testing.assert_close(flat, z)
+    assert float(r.loss(lambda t: torch.zeros(t.shape[0]), z)) == pytest.approx(2.0 * 1.0)
     with pytest.raises(ValueError, match="step_size"):
         RCADDensity(step_size=float("nan"))
     with pytest.raises(ValueError, match="z"):
