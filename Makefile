@@ -40,3 +40,22 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+
+# mbrl-lib 0.2.0 (facebookresearch) in its own venv: the speed anchor of benchmarks/planner_speed.py --anchor.
+# Its import name `mbrl` clashes with ours, so it is timed in a separate interpreter. mbrl 0.2.0 pins
+# hydra-core/omegaconf versions that no longer resolve with current Python; 1.3.2 / 2.3.0 are forced.
+MBRLLIB_VENV := .venv-mbrllib
+.PHONY: mbrl-lib-env
+mbrl-lib-env: $(MBRLLIB_VENV)/.installed
+
+$(MBRLLIB_VENV)/.installed:
+	$(PYTHON) -m venv $(MBRLLIB_VENV)
+	$(MBRLLIB_VENV)/bin/python -m pip install -q --upgrade pip
+	@if ls $(WHEELS)/torch-2.13.0*cpu*.whl >/dev/null 2>&1; then \
+	  $(MBRLLIB_VENV)/bin/python -m pip install -q $$(ls $(WHEELS)/torch-2.13.0*cpu*.whl | head -n1); \
+	else $(MBRLLIB_VENV)/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
+	$(MBRLLIB_VENV)/bin/python -m pip install -q --no-deps "mbrl==0.2.0"
+	$(MBRLLIB_VENV)/bin/python -m pip install -q "hydra-core==1.3.2" "omegaconf==2.3.0" numpy tqdm matplotlib \
+	  "gymnasium==0.26.3" termcolor
+	cd /tmp && $(CURDIR)/$(MBRLLIB_VENV)/bin/python -c "import mbrl, mbrl.planning, mbrl.models; print('mbrl-lib', mbrl.__version__)"
+	touch $@
