@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_tensor
+from mbrl.util.validation import as_flags, as_tensor, check_int
 
 __all__ = ["Batch", "ReplayBuffer"]
 
@@ -36,34 +35,12 @@ class Batch(NamedTuple):
 
 
 def _positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+    return check_int(name, v, low=1)
 
 
 def _as_bool(name: str, x, n: int, device: torch.device) -> torch.Tensor:
     """Flags ``[n]`` (a scalar is broadcast) as ``torch.bool``; numeric values must be 0 or 1."""
-    if x is None:
-        raise TypeError(f"{name} must be boolean flags, got None")
-    if isinstance(x, torch.Tensor):
-        t = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be array-like boolean flags, got {type(x).__name__}") from exc
-        if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.number)) or np.iscomplexobj(arr):
-            raise TypeError(f"{name} must be boolean flags, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.array(arr, order="C", copy=True))
-    if t.is_complex():
-        raise TypeError(f"{name} must be boolean flags, got dtype {t.dtype}")
-    if t.ndim == 0:
-        t = t.reshape(1).expand(n)
-    if t.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
-    if t.dtype != torch.bool and t.numel() and not bool(((t == 0) | (t == 1)).all()):
-        raise ValueError(f"{name} must hold booleans (0 or 1), got other values (NaN, inf or e.g. 2)")
-    return t.to(device=device, dtype=torch.bool)
+    return as_flags(name, x, n, device=device)
 
 
 class ReplayBuffer:
@@ -116,7 +93,7 @@ class ReplayBuffer:
         Flags are booleans or the numbers 0/1 (anything else raises ``ValueError`` naming the flag). Every
         argument is validated before anything is written, so a rejected call leaves the buffer unchanged.
         """
-        kw = {"dtype": self.dtype, "device": self.device}
+        kw = {"dtype": self.dtype, "device": self.device, "detach": True}
         o = as_tensor("obs", obs, **kw)
         a = as_tensor("act", act, **kw)
         n = as_tensor("next_obs", next_obs, **kw)
@@ -141,7 +118,7 @@ class ReplayBuffer:
         """Store ``N`` transitions: ``obs[N,O]``, ``act[N,A]``, ``next_obs[N,O]``, ``reward[N]``,
         ``terminated[N]``, ``truncated[N]`` (default all False). With ``N > capacity`` only the last
         ``capacity`` rows are kept."""
-        kw = {"dtype": self.dtype, "device": self.device}
+        kw = {"dtype": self.dtype, "device": self.device, "detach": True}
         o = as_tensor("obs", obs, **kw)
         if o.ndim != 2 or o.shape[1] != self.obs_dim:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")

@@ -32,10 +32,11 @@ _SQRT2 = math.sqrt(2.0)
 
 
 def check_int(name: str, value, low: int = 1) -> int:
-    """Validate an integer hyper-parameter ``>= low`` (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    """Validate an integer hyper-parameter ``>= low``: :func:`mbrl.util.validation.check_int`'s rule (NumPy
+    integers accepted; bools, floats and NaN rejected with a ``ValueError`` naming ``name``)."""
+    from mbrl.util.validation import check_int as _check_int
+
+    return _check_int(name, value, low=low)
 
 
 def truncated_normal(shape, *, generator: torch.Generator | None, device, dtype=torch.float32,
@@ -56,6 +57,9 @@ class TrajectoryOptimizer:
     def __init__(self, low=None, high=None) -> None:
         given = low is not None or high is not None
         self.low, self.high = self._bounds(low, high) if given else (None, None)
+        #: ``(plan[B, H, A], score[B], violation[B])``: the best-ranked sample of the last ``optimize`` call
+        #: (constrained ranking), always ``[B, ...]``-batched; None before the first call.
+        self.last_best: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ state hooks
     def reset(self) -> None:
@@ -125,6 +129,14 @@ class TrajectoryOptimizer:
         plan = torch.minimum(torch.maximum(plan, lo), hi)
         return plan[0] if squeeze else plan
 
+    def _record_best(self, best: torch.Tensor, best_key, fallback: torch.Tensor, lo, hi) -> None:
+        """Store the best sample of this call in ``last_best`` (finite and within the bounds)."""
+        if best_key is None:
+            self.last_best = None
+            return
+        plan = self._finish(best, fallback, lo, hi, False)
+        self.last_best = (plan, best_key[0][:, 0], best_key[1][:, 0])
+
     @staticmethod
     def _alpha(alpha) -> float:
         return check_threshold("alpha", alpha, low=0.0, high=1.0, inclusive=True)
@@ -134,5 +146,5 @@ class TrajectoryOptimizer:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        keys = [k for k in vars(self) if not k.startswith("_") and k not in ("low", "high")]
+        keys = [k for k in vars(self) if not k.startswith("_") and k not in ("low", "high", "last_best")]
         return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"

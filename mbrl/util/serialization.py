@@ -1,44 +1,231 @@
 """Pickle-free, atomic saving: tensors in safetensors, metadata in JSON.
 
 ``save_state(path, tensors, meta)`` writes ``path`` (a directory) containing ``tensors.safetensors`` and
-``meta.json``. The directory is written next to the target under a temporary name and moved into place
-with ``os.replace``, so a crash mid-save leaves any previous checkpoint intact. Loading never executes
-code: safetensors holds raw buffers and JSON holds plain data.
+``meta.json``. Loading never executes code: safetensors holds raw buffers and JSON holds plain data.
+
+Atomicity (every save, as a whole): a checkpoint directory is written under a temporary sibling name
+(``.NAME.tmp-PID-XXXX.tmp``), flushed to disk, then swapped in place of ``path`` with two ``os.replace``
+calls (``path -> .NAME.old``, temporary -> ``path``) and the old copy removed. A crash at any point leaves
+either the previous checkpoint at ``path``, or (between the two renames) the previous checkpoint at
+``.NAME.old``, which :func:`resolve_checkpoint` / :func:`load_state` fall back to. Temporary folders and
+files left by a crashed save (their process is gone) and a superseded ``.NAME.old`` are removed by the next
+save or load of the same path.
+
+Checkpoints made of several parts (e.g. a network and a density model in a sub-folder) use
+:func:`atomic_directory` so that all parts are replaced together::
+
+    with atomic_directory(path) as tmp:        # tmp: an empty folder next to `path`
+        write_state(tmp, tensors, meta)        # non-atomic writes into the folder are fine here
+        density.save(tmp / "density")
+    # on success `tmp` has replaced `path`; on an exception `path` is untouched and `tmp` removed
+
+    tensors, meta = load_state(path)           # and read every part from resolve_checkpoint(path)
+    density = Density.load(resolve_checkpoint(path) / "density")
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["atomic_write_text", "load_state", "save_state"]
+__all__ = [
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "clean_stale",
+    "load_state",
+    "resolve_checkpoint",
+    "save_state",
+    "write_state",
+]
 
 _TENSORS = "tensors.safetensors"
 _META = "meta.json"
+_ACTIVE: set[str] = set()  # temporary paths of saves running in this process (never "stale")
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^/]*\.tmp$")
+_LEGACY_TMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile names of earlier versions
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-{os.getpid()}-"
+
+
+def _old(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but belongs to someone else, or cannot tell
+        return True
+    return True
+
+
+def _fsync_dir(d: Path) -> None:
+    """Flush a directory entry (the renames) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove what crashed saves of ``path`` left behind; return the removed paths.
+
+    Removed: temporary folders/files ``.NAME.tmp-PID-*.tmp`` whose process ``PID`` is gone (or is this
+    process but no save of it is running), temporary names of earlier versions, and ``.NAME.old`` when
+    ``path`` itself exists (it is then a superseded copy; without ``path`` it is the previous checkpoint
+    and is kept). Errors (e.g. a read-only folder) are ignored.
+    """
+    path = Path(path)
+    parent = path.parent
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP_RE.match(p.name)
+        if m and m.group("name") == path.name:
+            pid = int(m.group("pid"))
+            if str(p) in _ACTIVE or (pid != os.getpid() and _pid_alive(pid)):
+                continue
+        else:
+            m = _LEGACY_TMP_RE.match(p.name)
+            if not (m and m.group("name") == path.name):
+                continue
+        _remove(p)
+        removed.append(p)
+    old = _old(path)
+    if path.exists() and old.exists():
+        _remove(old)
+        removed.append(old)
+    return removed
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The directory that holds the checkpoint saved at ``path``: ``path`` itself, or ``.NAME.old`` when a
+    crash between the two renames of a save left only that. Raises ``FileNotFoundError`` naming ``path``."""
+    path = Path(path)
+    if path.exists():
+        return path
+    old = _old(path)
+    if old.is_dir():
+        return old
+    raise FileNotFoundError(f"no checkpoint at {path}")
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Replace ``path`` by the complete folder ``tmp`` (two renames; see the module docstring)."""
+    old = _old(path)
+    if path.exists():
+        if old.exists():
+            _remove(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old.exists():
+        _remove(old)
+
+
+def _fsync_tree(d: Path) -> None:
+    for root, _, files in os.walk(d):
+        for f in files:
+            try:
+                fd = os.open(os.path.join(root, f), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a directory atomically: yield an empty temporary folder next to ``path``; when the block
+    finishes without an exception it replaces ``path`` as a whole (flushed to disk first), otherwise it is
+    removed and ``path`` is left as it was. Stale leftovers of earlier crashed saves are cleaned first.
+
+    A crash (even ``SIGKILL``) at any point leaves the previous checkpoint readable through
+    :func:`resolve_checkpoint` (and so :func:`load_state`).
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"path must name a directory to create, got {str(path)!r}")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path {path} exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp"))
+    _ACTIVE.add(str(tmp))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        _ACTIVE.discard(str(tmp))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to the file ``path`` atomically (temporary file, fsync, ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
+    _ACTIVE.add(tmp)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        _ACTIVE.discard(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _cpu_tensors(tensors) -> dict[str, torch.Tensor]:
@@ -69,6 +256,29 @@ def _cpu_tensors(tensors) -> dict[str, torch.Tensor]:
     return out
 
 
+def _meta_text(meta) -> str:
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict of JSON-serialisable values, got {type(meta).__name__}")
+    try:
+        return json.dumps(meta, indent=1, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"meta must be JSON-serialisable: {exc}") from exc
+
+
+def write_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors.safetensors`` and ``meta.json`` into the existing folder ``directory`` (not atomic
+    by itself: use it inside :func:`atomic_directory`, or use :func:`save_state`)."""
+    directory = Path(directory)
+    cpu = _cpu_tensors(tensors)
+    meta_text = _meta_text(meta)
+    save_file(cpu, str(directory / _TENSORS))
+    with open(directory / _META, "w") as f:
+        f.write(meta_text)
+        f.flush()
+        os.fsync(f.fileno())
+    return directory
+
+
 def save_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Atomically save ``tensors`` (safetensors) and JSON-serialisable ``meta`` into directory ``path``.
 
@@ -76,51 +286,34 @@ def save_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
         TypeError: naming ``tensors`` (not a ``dict`` of ``str -> Tensor``) or ``meta`` (not JSON data).
     """
     path = Path(path)
-    cpu = _cpu_tensors(tensors)
-    if not isinstance(meta, dict):
-        raise TypeError(f"meta must be a dict of JSON-serialisable values, got {type(meta).__name__}")
-    try:
-        meta_text = json.dumps(meta, indent=1, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"meta must be JSON-serialisable: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    cpu = _cpu_tensors(tensors)  # validate before touching the disk
+    meta_text = _meta_text(meta)
+    with atomic_directory(path) as tmp:
         save_file(cpu, str(tmp / _TENSORS))
         with open(tmp / _META, "w") as f:
             f.write(meta_text)
-            f.flush()
-            os.fsync(f.fileno())
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
 def load_state(
     path: str | os.PathLike, device: torch.device | str = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load ``(tensors, meta)`` written by :func:`save_state`. Never unpickles anything."""
+    """Load ``(tensors, meta)`` written by :func:`save_state`. Never unpickles anything.
+
+    Falls back to the previous checkpoint when a crash interrupted a save between its two renames, and
+    removes stale leftovers of crashed saves of ``path``.
+    """
     path = Path(path)
-    if not (path / _TENSORS).is_file() or not (path / _META).is_file():
-        # A crash between the two renames of save_state leaves the previous version at `.name.old`.
-        old = path.with_name(f".{path.name}.old")
-        if (old / _TENSORS).is_file() and (old / _META).is_file():
-            path = old
-        else:
-            raise FileNotFoundError(f"no checkpoint at {path} (expected {_TENSORS} and {_META})")
+    clean_stale(path)
     try:
-        tensors = load_file(str(path / _TENSORS), device=str(device))
-        with open(path / _META) as f:
+        where = resolve_checkpoint(path)
+    except FileNotFoundError:
+        where = path
+    if not (where / _TENSORS).is_file() or not (where / _META).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (expected {_TENSORS} and {_META})")
+    try:
+        tensors = load_file(str(where / _TENSORS), device=str(device))
+        with open(where / _META) as f:
             meta = json.load(f)
     except (OSError, RuntimeError):
         raise
