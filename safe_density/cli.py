@@ -7,12 +7,16 @@
     safe-density demo                                                          # the main job
 
 Every command writes its results as JSON (and a PNG where a picture helps) and prints where they are.
+A user error (a missing file, a nonsense value, an option that does not fit the data) is reported as one
+line naming the option, with exit status 2; set SAFE_DENSITY_DEBUG=1 to see the Python traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,24 +25,131 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["UsageError", "build_parser", "main"]
+
+#: Gradient steps of ``fit-ldm`` by default: about a minute on 2 CPU cores for a few thousand transitions
+#: (README "Used by"); ``--steps`` asks for more.
+FIT_LDM_STEPS = 1000
 
 
-def _load_array(path: str, name: str) -> np.ndarray:
-    """``.npy`` (never unpickled) or ``.csv``/``.txt`` (comma or whitespace separated) -> float32 ``[N, D]``."""
+class UsageError(Exception):
+    """A user error in a command-line option: reported as ``argument OPTION: message`` with exit status 2."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"argument {option}: {message}")
+        self.option = option
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors are one line (``prog: error: message``) with exit status 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        message = " ".join(str(message).split())  # one line, whatever the library's message looked like
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default (unless the help text already says it, or there is none to
+    show: a flag, or ``None``) and keeps the description's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or no_default or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+# ------------------------------------------------------------------------------------ argument types
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _real(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if v < low or v > high or (low_open and v == low):
+            raise argparse.ArgumentTypeError(f"must lie in {'(' if low_open else '['}{low}, {high}], got {v}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be 'cpu' or 'cuda' (or 'cuda:N'), got {text!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r} asked for, but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"must be 'cpu' or 'cuda' (or 'cuda:N'), got {text!r}")
+    return text
+
+
+def _task(text: str) -> str:
+    from mbrl.tasks import GOAL_TASKS, TASKS
+
+    if text not in (*TASKS, *GOAL_TASKS):
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; known: {', '.join((*TASKS, *GOAL_TASKS))}")
+    return text
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _load_array(path: str, option: str) -> np.ndarray:
+    """``.npy`` (never unpickled) or ``.csv``/``.txt`` (comma or whitespace separated) -> float32 ``[N, D]``.
+
+    Raises :class:`UsageError` naming ``option`` for a missing file, a pickled (object) array, text that
+    does not parse as numbers, NaN/inf, or an empty array.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{name}: no such file {path}")
+        raise UsageError(option, f"no such file {path}")
     if p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise UsageError(option, f"{path} holds pickled Python objects; only numeric arrays are read "
+                                         "(np.load(allow_pickle=False))") from None
+            raise UsageError(option, f"{path} is not a readable .npy array: {exc}") from None
+        except (OSError, EOFError) as exc:
+            raise UsageError(option, f"{path} is not a readable .npy array: {exc}") from None
+        if not isinstance(arr, np.ndarray):  # an .npz archive saved under a .npy name
+            raise UsageError(option, f"{path} holds an .npz archive, not one array")
     else:
-        text = p.read_text()
-        arr = np.loadtxt(p, delimiter="," if "," in text else None, ndmin=2)
+        try:
+            text = p.read_text()
+            arr = np.loadtxt(p, delimiter="," if "," in text else None, ndmin=2)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(option, f"{path} does not parse as a table of numbers: {exc}") from None
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise UsageError(option, f"{path} must hold real numbers, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must hold a non-empty [N, D] array, got shape {arr.shape}")
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise UsageError(option, f"{path} must hold a non-empty [N, D] array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise UsageError(option, f"{path} contains NaN or infinite values")
     return arr
 
 
@@ -46,13 +157,41 @@ def _benchmarks_dir() -> Path:
     for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
         if (base / "benchmarks").is_dir():
             return base / "benchmarks"
-    raise SystemExit("benchmarks/ not found: run from a checkout of the safe_density repository")
+    raise UsageError("name", "benchmarks/ not found: run from a checkout of the safe_density repository")
 
 
+def _save_png(fig, path: Path) -> None:
+    from mbrl.util.serialization import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command line writes PNG files; it never opens windows
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ------------------------------------------------------------------------------------ commands
 def cmd_pets(args: argparse.Namespace, rest: list[str]) -> int:
     from mbrl.train import main as pets_main
 
-    pets_main(rest)
+    if args.resume and args.out is None:
+        raise UsageError("--resume", "needs --out (the folder holding the checkpoint to continue)")
+    if args.resume and not (Path(args.out) / "checkpoint").is_dir():
+        raise UsageError("--resume", f"no checkpoint to continue in {Path(args.out) / 'checkpoint'}")
+    pets_main(args.pets_argv)
+    if args.out is None:
+        print("no --out given: the per-episode log above is all that was kept (nothing was written; pass "
+              "--out DIR to keep logs and checkpoints)")
+    else:
+        out = Path(args.out)
+        print(f"wrote {out / 'log.jsonl'}, {out / 'log.csv'} and the checkpoint {out / 'checkpoint'}")
     return 0
 
 
@@ -64,67 +203,117 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     from safe_density.density import FlowDensity, GaussianKDE, GaussianMixtureDensity
     from safe_density.ldm import LyapunovDensityModel
 
-    buf = ReplayBuffer.load(args.buffer)
+    if not Path(args.buffer).is_dir():
+        raise UsageError("--buffer", f"no such folder {args.buffer} (a folder written by ReplayBuffer.save)")
+    try:
+        buf = ReplayBuffer.load(args.buffer)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError("--buffer", str(exc)) from None
+    if len(buf) == 0:
+        raise UsageError("--buffer", f"the buffer at {args.buffer} is empty")
     data = buf.all()
-    drop = list(args.drop_obs or [])
-    keep = [i for i in range(data.obs.shape[1]) if i not in drop]
+    o_dim, a_dim = data.obs.shape[1], data.act.shape[1]
+    drop = sorted(set(args.drop_obs or []))
+    bad = [i for i in drop if not 0 <= i < o_dim]
+    if bad:
+        raise UsageError("--drop-obs", f"indices must lie in [0, {o_dim - 1}] (the buffer's observations have "
+                                       f"{o_dim} dimensions), got {bad}")
+    keep = [i for i in range(o_dim) if i not in drop]
+    if not keep:
+        raise UsageError("--drop-obs", f"would drop all {o_dim} observation dimensions")
     obs, nxt = data.obs[:, keep], data.next_obs[:, keep]
-    low = args.action_low if args.action_low is not None else data.act.min(0).values.tolist()
-    high = args.action_high if args.action_high is not None else data.act.max(0).values.tolist()
+    bounds = {}
+    for opt, given, default in (("--action-low", args.action_low, data.act.min(0).values),
+                                ("--action-high", args.action_high, data.act.max(0).values)):
+        if given is None:
+            bounds[opt] = default.tolist()
+        elif len(given) == 1:
+            bounds[opt] = given * a_dim
+        elif len(given) == a_dim:
+            bounds[opt] = list(given)
+        else:
+            raise UsageError(opt, f"needs 1 or {a_dim} values (the buffer's actions have {a_dim} dimensions), "
+                                  f"got {len(given)}")
+    low, high = bounds["--action-low"], bounds["--action-high"]
+    if any(lo >= hi for lo, hi in zip(low, high)):
+        opt = "--action-low" if args.action_low is not None else "--action-high"
+        raise UsageError(opt, f"each lower bound must be below its upper bound, got low {low}, high {high}")
+    if args.density == "gmm" and args.components > len(buf):
+        raise UsageError("--components", f"must be <= the number of transitions ({len(buf)}), got "
+                                         f"{args.components}")
     dens = {"gmm": lambda: GaussianMixtureDensity(args.components, seed=args.seed),
             "flow": lambda: FlowDensity(seed=args.seed), "kde": lambda: GaussianKDE()}[args.density]()
-    ldm = LyapunovDensityModel(obs.shape[1], data.act.shape[1], low, high, density=dens, gamma=args.gamma,
+    ldm = LyapunovDensityModel(obs.shape[1], a_dim, low, high, density=dens, gamma=args.gamma,
                                steps=args.steps, device=args.device or "cpu", seed=args.seed)
-    hist = ldm.fit(obs, data.act, nxt, terminated=data.terminated if args.use_terminated else None)
+    print(f"fitting an LDM on {len(buf)} transitions: {args.density} density, {args.steps} gradient steps "
+          f"(--steps for more)", file=sys.stderr)
+    hist = ldm.fit(obs, data.act, nxt, terminated=data.terminated if args.use_terminated else None,
+                   steps=args.steps, progress=True)
     out = Path(args.out)
     ldm.save(out / "ldm")
     with torch.no_grad():
         e = ldm.energy(obs, data.act).cpu().numpy()
         g = ldm.value(obs, data.act).cpu().numpy()
-    summary = {"transitions": len(buf), "kept_obs_dims": keep, "energy_quantiles":
+    summary = {"transitions": len(buf), "kept_obs_dims": keep, "steps": args.steps, "energy_quantiles":
                {q: float(np.quantile(e, q)) for q in (0.1, 0.5, 0.9, 0.99)},
                "ldm_quantiles": {q: float(np.quantile(g, q)) for q in (0.1, 0.5, 0.9, 0.99)},
                "final_loss": hist["loss"][-1] if hist["loss"] else None, "model": str(out / "ldm")}
     atomic_write_text(out / "ldm_summary.json", json.dumps(summary, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(e, bins=50, alpha=0.6, label="energy E(s,a)")
     ax.hist(g, bins=50, alpha=0.6, label="LDM G(s,a)")
     ax.set_xlabel("value on the data")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "ldm_values.png", dpi=120)
+    _save_png(fig, out / "ldm_values.png")
+    plt.close(fig)
     print(json.dumps(summary, indent=1))
     print(f"wrote {out / 'ldm'}, {out / 'ldm_summary.json'}, {out / 'ldm_values.png'}")
     return 0
 
 
+def _background(ex: np.ndarray, states: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` states drawn uniformly from the box around the examples and the scored states (10 % margin)."""
+    both = np.concatenate([ex, states])
+    lo, hi = both.min(0), both.max(0)
+    pad = 0.1 * np.maximum(hi - lo, 1e-3)
+    rng = np.random.default_rng(seed)
+    return rng.uniform(lo - pad, hi + pad, size=(n, ex.shape[1])).astype(np.float32)
+
+
 def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
-    from mbrl.util.serialization import atomic_write_text
+    from mbrl.util.serialization import atomic_write_bytes, atomic_write_text
     from safe_density.mural import MuralConfig, MuralReward
 
     ex = _load_array(args.examples, "--examples")
     states = _load_array(args.states, "--states")
+    if states.shape[1] != ex.shape[1]:
+        raise UsageError("--states", f"states have {states.shape[1]} dimensions but the examples have "
+                                     f"{ex.shape[1]}")
+    if args.visited:
+        visited = _load_array(args.visited, "--visited")
+        if visited.shape[1] != ex.shape[1]:
+            raise UsageError("--visited", f"visited states have {visited.shape[1]} dimensions but the examples "
+                                          f"have {ex.shape[1]}")
+        source = args.visited
+    else:
+        visited = _background(ex, states, args.background, args.seed)
+        source = f"{args.background} uniform background states (no --visited given)"
+        print(f"no --visited given: label-0 data are {source}", file=sys.stderr)
     cfg = MuralConfig.small() if args.small else MuralConfig()
-    mr = MuralReward(ex, method=args.method, seed=args.seed, config=cfg, device=args.device)
-    visited = _load_array(args.visited, "--visited") if args.visited else ex[:0]
+    mr = MuralReward(ex, method=args.method, seed=args.seed, config=cfg, device=args.device or "cpu")
     mr.update(visited, progress=True)
     r = mr(states).detach().cpu().numpy()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "rewards.npy", r.astype(np.float32))
+    npy = io.BytesIO()
+    np.save(npy, r.astype(np.float32), allow_pickle=False)
+    atomic_write_bytes(out / "rewards.npy", npy.getvalue())
     atomic_write_text(out / "rewards.json", json.dumps({"method": args.method, "n": int(r.shape[0]),
-                                                        "mean": float(r.mean()), "min": float(r.min()),
-                                                        "max": float(r.max()), "rewards": r.tolist()}))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+                                                        "visited": source, "mean": float(r.mean()),
+                                                        "min": float(r.min()), "max": float(r.max()),
+                                                        "rewards": r.tolist()}))
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     if states.shape[1] >= 2:
         sc = ax.scatter(states[:, 0], states[:, 1], c=r, cmap="viridis", vmin=0, vmax=1, s=12)
@@ -135,7 +324,8 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
         ax.hist(r, bins=30)
         ax.set_xlabel("MURAL reward")
     fig.tight_layout()
-    fig.savefig(out / "rewards.png", dpi=120)
+    _save_png(fig, out / "rewards.png")
+    plt.close(fig)
     print(f"rewards: mean {r.mean():.3f}, min {r.min():.3f}, max {r.max():.3f}")
     print(f"wrote {out / 'rewards.npy'}, {out / 'rewards.json'}, {out / 'rewards.png'}")
     return 0
@@ -143,12 +333,11 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     d = _benchmarks_dir()
-    script = d / f"{args.name}.py"
-    if not script.is_file():
-        names = sorted(p.stem for p in d.glob("[a-z]*.py"))
-        raise SystemExit(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
+    names = sorted(p.stem for p in d.glob("[a-z]*.py"))
+    if args.name not in names:
+        raise UsageError("name", f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
     env = dict(os.environ, MPLBACKEND="Agg")
-    return subprocess.call([sys.executable, str(script), *rest], env=env)
+    return subprocess.call([sys.executable, str(d / f"{args.name}.py"), *rest], env=env)
 
 
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
@@ -156,60 +345,111 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return cmd_bench(args, rest)
 
 
+# ------------------------------------------------------------------------------------ parser
+def _pets_options(s: argparse.ArgumentParser) -> None:
+    """The options of ``python -m mbrl.train`` (forwarded to it unchanged once they are validated here)."""
+    s.add_argument("--task", default="InvertedPendulum-v5", type=_task, help="task name (see mbrl.make_task)")
+    s.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="quick: CPU-sized settings; paper: the PETS code's settings (GPU advised)")
+    s.add_argument("--episodes", type=_int_at_least(0), default=None,
+                   help="MPC episodes after the random warm-up (default: the preset's)")
+    s.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"],
+                   help="trajectory optimiser (default: the preset's)")
+    s.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="planner precision (default: the preset's)")
+    s.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
+    s.add_argument("--out", default=None, help="output folder for logs and checkpoints (default: write nothing)")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="safe-density", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="safe-density", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("pets", help="train and evaluate PETS (options: safe-density pets --help)", add_help=False)
-    s.set_defaults(func=cmd_pets)
+    def add(name: str, help: str, func, description: str | None = None) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+        s.set_defaults(func=func, parser=s)
+        return s
 
-    s = sub.add_parser("fit-ldm", help="fit a Lyapunov density model from a saved replay buffer")
+    s = add("pets", "train and evaluate PETS (the same options as python -m mbrl.train)", cmd_pets)
+    _pets_options(s)
+
+    s = add("fit-ldm", "fit a Lyapunov density model from a saved replay buffer", cmd_fit_ldm,
+            f"Fit a Lyapunov density model (design.md) to the transitions of a saved replay buffer.\n"
+            f"With the defaults ({FIT_LDM_STEPS} steps, GMM density) a few thousand transitions take about a\n"
+            f"minute on 2 CPU cores; --steps asks for more.")
     s.add_argument("--buffer", required=True, help="folder written by ReplayBuffer.save (e.g. RUN/checkpoint/buffer)")
     s.add_argument("--out", required=True, help="output folder: ldm/ checkpoint, ldm_summary.json, ldm_values.png")
     s.add_argument("--density", default="gmm", choices=["gmm", "flow", "kde"],
                    help="density model for the energies E = -log p(s, a)")
-    s.add_argument("--components", type=int, default=16, help="Gaussian-mixture components (--density gmm)")
-    s.add_argument("--drop-obs", type=int, nargs="*", default=None,
+    s.add_argument("--components", type=_int_at_least(1), default=16, help="Gaussian-mixture components (gmm)")
+    s.add_argument("--drop-obs", type=_int_at_least(0), nargs="*", default=None,
                    help="observation indices left out of the density (e.g. 0 for Hopper's x position)")
-    s.add_argument("--gamma", type=float, default=0.99, help="discount of the LDM backup (design.md)")
-    s.add_argument("--steps", type=int, default=10_000, help="gradient steps")
-    s.add_argument("--action-low", type=float, nargs="+", default=None, help="action lower bounds (default: data min)")
-    s.add_argument("--action-high", type=float, nargs="+", default=None, help="action upper bounds (default: data max)")
+    s.add_argument("--gamma", type=_real(0.0, 1.0, low_open=True), default=0.99,
+                   help="discount of the LDM backup, in (0, 1] (design.md)")
+    s.add_argument("--steps", type=_int_at_least(0), default=FIT_LDM_STEPS,
+                   help="gradient steps (more: a closer fit, proportionally longer)")
+    s.add_argument("--action-low", type=_real(), nargs="+", default=None,
+                   help="action lower bounds, 1 value or one per action dimension (default: data min)")
+    s.add_argument("--action-high", type=_real(), nargs="+", default=None,
+                   help="action upper bounds, 1 value or one per action dimension (default: data max)")
     s.add_argument("--use-terminated", action="store_true",
-                   help="treat terminated transitions as having no future (default: as ordinary transitions)")
-    s.add_argument("--device", default=None, help="cpu or cuda")
+                   help="treat terminated transitions as having no future (otherwise: as ordinary transitions)")
+    s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
     s.add_argument("--seed", type=int, default=0, help="seed")
-    s.set_defaults(func=cmd_fit_ldm)
 
-    s = sub.add_parser("mural-reward", help="MURAL rewards for a file of states")
+    s = add("mural-reward", "MURAL rewards for a file of states", cmd_mural)
     s.add_argument("--examples", required=True, help="success example states, .npy or .csv [K, D]")
-    s.add_argument("--visited", default=None, help="visited states (label 0), .npy or .csv [M, D]")
+    s.add_argument("--visited", default=None,
+                   help="visited states (label 0), .npy or .csv [M, D] (default: --background uniform states "
+                        "around the examples and the scored states)")
     s.add_argument("--states", required=True, help="states to score, .npy or .csv [N, D]")
     s.add_argument("--method", default="meta_nml", choices=["meta_nml", "cnml", "classifier"],
                    help="meta_nml (fast, MURAL), cnml (exact, slow), classifier (VICE-like baseline)")
+    s.add_argument("--background", type=_int_at_least(1), default=256,
+                   help="number of uniform label-0 states used when --visited is not given")
     s.add_argument("--small", action="store_true", help="CPU-sized classifier (MuralConfig.small())")
     s.add_argument("--out", required=True, help="output folder: rewards.npy, rewards.json, rewards.png")
-    s.add_argument("--device", default=None, help="cpu or cuda")
+    s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
     s.add_argument("--seed", type=int, default=0, help="seed")
-    s.set_defaults(func=cmd_mural)
 
-    s = sub.add_parser("bench", help="run a benchmark script: safe-density bench NAME [its options]")
+    s = add("bench", "run a benchmark script: safe-density bench NAME [its options]", cmd_bench)
     s.add_argument("name", help="benchmark name, e.g. pets, planner_speed, hopper_ldm, mural_tasks, rcad_small_data")
-    s.set_defaults(func=cmd_bench)
 
-    s = sub.add_parser("demo", help="the main job (Hopper: PETS vs LDM-constrained, MURAL-shaped run)")
-    s.set_defaults(func=cmd_demo)
+    add("demo", "the main job (Hopper: PETS vs LDM-constrained, MURAL-shaped run)", cmd_demo)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    User errors exit through ``SystemExit(2)`` with one line on stderr naming the option.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("pets", "bench", "demo"):
-        parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return int(args.func(args, rest) or 0)
+    sub: argparse.ArgumentParser = args.parser
+    if args.command == "pets":
+        if rest:
+            sub.error(f"unrecognised arguments: {' '.join(rest)}")
+        args.pets_argv = argv[argv.index("pets") + 1:]
+    elif rest and args.command not in ("bench", "demo"):
+        sub.error(f"unrecognised arguments: {' '.join(rest)}")
+    debug = bool(os.environ.get("SAFE_DENSITY_DEBUG"))
+    try:
+        return int(args.func(args, rest) or 0)
+    except UsageError as exc:
+        sub.error(str(exc))
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        if debug:
+            raise
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        sub.error(f"{lines[0]} (SAFE_DENSITY_DEBUG=1 shows the traceback)")
+    except KeyboardInterrupt:
+        print(f"{sub.prog}: interrupted", file=sys.stderr)
+        return 130
+    return 1  # pragma: no cover - error() exits
 
 
 if __name__ == "__main__":
