@@ -2,12 +2,22 @@
 
 from .classifier import SuccessClassifier, balanced_weights, classifier_reward, train_classifier
 from .cnml import CNMLConfig, cnml_batched, cnml_naive
-from .meta_nml import MetaNMLConfig, meta_nml_fast, meta_nml_naive, meta_nml_vmap, meta_train
+from .meta_nml import (
+    MetaNMLCache,
+    MetaNMLConfig,
+    meta_nml_cached,
+    meta_nml_fast,
+    meta_nml_naive,
+    meta_nml_prepare,
+    meta_nml_vmap,
+    meta_train,
+)
 from .reward import MuralConfig, MuralReward
 from .wrapper import MuralRewardWrapper
 
 __all__ = [
     "CNMLConfig",
+    "MetaNMLCache",
     "MetaNMLConfig",
     "MuralConfig",
     "MuralReward",
@@ -17,8 +27,10 @@ __all__ = [
     "classifier_reward",
     "cnml_batched",
     "cnml_naive",
+    "meta_nml_cached",
     "meta_nml_fast",
     "meta_nml_naive",
+    "meta_nml_prepare",
     "meta_nml_vmap",
     "meta_train",
     "train_classifier",

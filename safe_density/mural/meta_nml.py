@@ -39,7 +39,16 @@ from mbrl.util.validation import check_int, check_threshold
 from .classifier import Params, SuccessClassifier, linear_layers, logits
 from .cnml import augmented_loss, normalise
 
-__all__ = ["MetaNMLConfig", "meta_nml_fast", "meta_nml_naive", "meta_nml_vmap", "meta_train"]
+__all__ = [
+    "MetaNMLCache",
+    "MetaNMLConfig",
+    "meta_nml_cached",
+    "meta_nml_fast",
+    "meta_nml_naive",
+    "meta_nml_prepare",
+    "meta_nml_vmap",
+    "meta_train",
+]
 
 
 @dataclass(frozen=True)
@@ -167,27 +176,50 @@ def meta_nml_vmap(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
     return torch.cat(outs) if outs else states.new_zeros(0)
 
 
-@torch.no_grad()
-def meta_nml_fast(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
-                  states: torch.Tensor, config: MetaNMLConfig = MetaNMLConfig()) -> torch.Tensor:
-    """Meta-NML rewards ``states[B, D] -> [B]`` in [0, 1]; closed form (exact) for one inner step.
+@dataclass(frozen=True)
+class MetaNMLCache:
+    """What the closed-form path needs that depends only on the data and the parameters (not the query).
 
-    See the module docstring for the equation. Falls back to :func:`meta_nml_vmap` when ``k > 1``.
+    Built by :func:`meta_nml_prepare` (once per :meth:`MuralReward.update`, never per reward call):
+    ``theta[l] = (W_l, b_l)`` the meta-trained layers, ``adapted[l] = (W_l - α G^D_l, b_l - α g^D_l)`` the
+    data-adapted layers shared by every query, ``beta = q_in / (C + q_in)`` and ``alpha`` (design.md, "MURAL").
     """
-    _check(x, y, c, states)
-    if config.inner_steps != 1:
-        return meta_nml_vmap(model, params, x, y, c, states, config)
+
+    theta: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    adapted: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    beta: float
+    alpha: float
+
+
+def meta_nml_prepare(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                     config: MetaNMLConfig = MetaNMLConfig()) -> MetaNMLCache:
+    """The query-independent part of :func:`meta_nml_fast`: one data gradient over ``x[N, D]`` (one
+    forward and backward pass over the data), the data-adapted weights and ``beta``."""
+    if x.ndim != 2 or y.shape != x.shape[:1] or c.shape != x.shape[:1]:
+        raise ValueError(f"x must be [N, D] with y, c [N]; got {tuple(x.shape)}, {tuple(y.shape)}, "
+                         f"{tuple(c.shape)}")
     params = {k: v.detach() for k, v in params.items()}
     q = config.q_in
     with torch.enable_grad():
         g0 = _shared_data_grad(model, params, x, y, c, q)
-    beta = q / (float(c.sum()) + q)
-    alpha = config.inner_lr
+    alpha = float(config.inner_lr)
     names = linear_layers(model)
-    wd = [(params[wn] - alpha * g0[wn], params[bn] - alpha * g0[bn]) for wn, bn in names]
-    ws = [(params[wn], params[bn]) for wn, bn in names]
+    adapted = tuple((params[wn] - alpha * g0[wn], params[bn] - alpha * g0[bn]) for wn, bn in names)
+    theta = tuple((params[wn], params[bn]) for wn, bn in names)
+    return MetaNMLCache(theta=theta, adapted=adapted, beta=q / (float(c.sum()) + q), alpha=alpha)
+
+
+@torch.no_grad()
+def meta_nml_cached(model: SuccessClassifier, cache: MetaNMLCache, states: torch.Tensor,
+                    chunk_size: int = 4096) -> torch.Tensor:
+    """Closed-form one-step meta-NML rewards ``states[B, D] -> [B]`` from a :class:`MetaNMLCache`.
+
+    No validation and no host synchronisation (the planner's hot path; design.md, "Contracts"): the cost
+    per state is two forward passes and one backward pass of the small MLP, as batched matrix products.
+    """
+    ws, wd, alpha, beta = cache.theta, cache.adapted, cache.alpha, cache.beta
     outs = []
-    for s in states.split(config.chunk_size):
+    for s in states.split(chunk_size):
         # forward at θ: layer inputs h_{l-1} and pre-activations z_l
         hs, zs, h = [s], [], s
         for i, (w_, b_) in enumerate(ws):
@@ -213,6 +245,24 @@ def meta_nml_fast(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
             zy.append(h2.squeeze(-1))
         outs.append(normalise(zy[1], zy[0]))
     return torch.cat(outs) if outs else states.new_zeros(0)
+
+
+@torch.no_grad()
+def meta_nml_fast(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                  states: torch.Tensor, config: MetaNMLConfig = MetaNMLConfig(),
+                  cache: MetaNMLCache | None = None) -> torch.Tensor:
+    """Meta-NML rewards ``states[B, D] -> [B]`` in [0, 1]; closed form (exact) for one inner step.
+
+    See the module docstring for the equation. ``cache``: a :class:`MetaNMLCache` of the same
+    ``params``/data (from :func:`meta_nml_prepare`), reused instead of recomputing the data gradient.
+    Falls back to :func:`meta_nml_vmap` when ``k > 1``.
+    """
+    _check(x, y, c, states)
+    if config.inner_steps != 1:
+        return meta_nml_vmap(model, params, x, y, c, states, config)
+    if cache is None:
+        cache = meta_nml_prepare(model, params, x, y, c, config)
+    return meta_nml_cached(model, cache, states, config.chunk_size)
 
 
 def _sample_queries(x, n, frac, margin, gen):
@@ -242,17 +292,21 @@ def meta_train(model: SuccessClassifier, params: Params, x: torch.Tensor, y: tor
     n_q = config.meta_batch // 2
     n = x.shape[0]
 
-    def task_loss(pp, s, ys, xb, yb, cb):
-        src = {k: v.detach() for k, v in pp.items()} if config.first_order else pp
+    def task_loss(pp, g0, s, ys, xb, yb, cb):
         if config.first_order:
-            adapted = _adapt(model, src, xb, yb, cb, s, ys, config)
+            src = {k: v.detach() for k, v in pp.items()}
+            adapted = _adapt(model, src, xb, yb, cb, s, ys, config, g0)
             adapted = {k: pp[k] + (adapted[k] - src[k]).detach() for k in pp}
         else:
-            adapted = _adapt(model, pp, xb, yb, cb, s, ys, config)
+            adapted = _adapt(model, pp, xb, yb, cb, s, ys, config, g0)
         return augmented_loss(model, adapted, xb, yb, cb, s, ys, config.query_weight)
 
     def meta_loss(pp, s, ys, xb, yb, cb):
-        return vmap(task_loss, in_dims=(None, 0, 0, None, None, None))(pp, s, ys, xb, yb, cb).mean()
+        # the support gradient's data term is the same for every task: computed (and differentiated) once
+        src = {k: v.detach() for k, v in pp.items()} if config.first_order else pp
+        g0 = _shared_data_grad(model, src, xb, yb, cb, config.q_in)
+        per_task = vmap(task_loss, in_dims=(None, None, 0, 0, None, None, None))
+        return per_task(pp, g0, s, ys, xb, yb, cb).mean()
 
     from tqdm.auto import trange
 

@@ -8,15 +8,32 @@ calling the object gives ``r(s) in [0, 1]``:
 * ``method="cnml"``: exact CNML, two classifiers retrained per state (slow, the reference);
 * ``method="meta_nml"``: MURAL's meta-NML, one adaptation step per state (closed form, batched).
 
+Incremental training (official code: ``num_initial_meta_epochs=10``, then ``num_meta_epochs=1`` per
+retraining). The first :meth:`~MuralReward.update` fits from scratch (``classifier_steps`` of the MLE
+classifier, then ``meta_steps`` meta-updates); every later one continues from the current parameters
+with a bounded budget (``meta_steps_incremental`` / ``classifier_steps_incremental``, each step on at
+most ``outer_batch`` / ``classifier_batch`` points), so its cost does not grow with the data beyond one
+pass over it. Everything that depends only on the data and the parameters (the meta-NML data gradient
+and data-adapted weights, :class:`~safe_density.mural.meta_nml.MetaNMLCache`) is computed at the end of
+``update`` (and by :meth:`~MuralReward.load`), never by a reward call.
+
 Visited-state history: the last ``config.max_visited`` visited states are kept (first in, first out),
-the analogue of MURAL sampling negatives from a bounded replay pool; every update retrains on the
+the analogue of MURAL sampling negatives from a bounded replay pool; every update trains on the
 examples plus this history, classes balanced (``equal_pos_neg_test=True`` in the official code).
-Features are standardised with the mean/std of the training set of the last update.
+Features are standardised with the mean/std of the current training set; when an update moves these
+statistics, the first layer of every network is rewritten so that the function it computes on raw
+features is unchanged (training then continues from the same function).
+
+Two call paths (design.md, "Contracts"): :meth:`~MuralReward.reward` and ``mr(states)`` validate their
+input (``ValueError`` naming the argument); ``mr(obs, act, next_obs)``, the ``RewardShaper`` form called
+on every imagined step of a planner, does no validation and no host synchronisation and maps a NaN
+reward (NaN states) to 0, the worst reward.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,12 +49,15 @@ from .classifier import (
     balanced_weights,
     classifier_reward,
     init_params,
+    linear_layers,
     train_classifier,
 )
 from .cnml import CNMLConfig, cnml_batched
-from .meta_nml import MetaNMLConfig, meta_nml_fast, meta_train
+from .meta_nml import MetaNMLCache, MetaNMLConfig, meta_nml_cached, meta_nml_prepare, meta_nml_vmap, meta_train
 
 __all__ = ["MuralConfig", "MuralReward"]
+
+logger = logging.getLogger(__name__)
 
 _METHODS = ("meta_nml", "cnml", "classifier")
 #: Standardised features are clipped to +-this many standard deviations: far outside the data the
@@ -45,25 +65,25 @@ _METHODS = ("meta_nml", "cnml", "classifier")
 #: no longer overflow the meta-NML closed form (NaN rewards).
 FEATURE_CLIP = 1e4
 _MIN_SD = 1e-6  # a feature with a smaller spread in the training set is left unscaled (sd = 1)
+_SMALL_MAX_DIM = 4  # CPU preset: 2 x 32 up to this feature dimension, 2 x 64 above
 
 
 @dataclass(frozen=True)
 class MuralConfig:
-    """Settings of :class:`MuralReward`; defaults from the official MURAL code where it has them.
+    """Settings of :class:`MuralReward`. The dataclass defaults are the official MURAL code's
+    (:meth:`published`); :meth:`small` / :meth:`for_device` are CPU presets.
 
     * ``hidden=(2048, 2048)``, ReLU: ``meta_nml_layers`` in ``examples/*/variants.py``.
     * ``classifier_lr=1e-4``, ``classifier_batch=128``: ``classifier_lr``/``classifier_batch_size``
-      of the VICE baseline there. ``classifier_steps=1000``: our choice (MLE fit per update).
-    * ``meta_steps=256``: meta-updates per update (official: one epoch over 128 sampled query points,
-      2 labels each, tasks batched 1 x 16 accumulation, ``num_initial_meta_epochs=10``; our choice).
+      of the VICE baseline there. ``classifier_steps=1000``: our choice (MLE fit of the first update);
+      ``classifier_steps_incremental=100``: our choice (each later update, from the current parameters).
+    * ``meta_steps=160``: meta-updates of the first update, the code's ``num_initial_meta_epochs=10``
+      epochs of 16 meta-updates (128 query points x 2 labels, 16 tasks per accumulated meta-batch);
+      ``meta_steps_incremental=16``: one such epoch per later update (``num_meta_epochs=1``).
     * ``max_visited=10_000``: visited-state history (our choice). Retraining frequency in the paper:
       every epoch of 1000 environment steps (``meta_nml_train_every_k=1``, ``epoch_length=1000``); see
       :class:`safe_density.mural.wrapper.MuralRewardWrapper`.
     * ``cnml``/``meta_nml``: :class:`CNMLConfig`, :class:`MetaNMLConfig`.
-
-    These paper-size defaults are meant for a GPU. :meth:`small` is a CPU preset for 2-D problems
-    (tests, notebook, benchmarks) whose meta-NML values (inner lr 1, inner query weight 10) were
-    tuned by us to match exact CNML on a 2-D problem.
     """
 
     hidden: tuple[int, ...] = (2048, 2048)
@@ -71,7 +91,9 @@ class MuralConfig:
     classifier_lr: float = 1e-4
     classifier_batch: int | None = 128
     classifier_steps: int = 1000
-    meta_steps: int = 256
+    classifier_steps_incremental: int = 100
+    meta_steps: int = 160
+    meta_steps_incremental: int = 16
     max_visited: int = 10_000
     standardize: bool = True
     chunk_size: int = 4096
@@ -88,8 +110,8 @@ class MuralConfig:
             raise ValueError("classifier_lr must be finite")
         if self.classifier_batch is not None:
             check_int("classifier_batch", self.classifier_batch, low=1)
-        check_int("classifier_steps", self.classifier_steps, low=0, high=10**9)
-        check_int("meta_steps", self.meta_steps, low=0, high=10**9)
+        for name in ("classifier_steps", "classifier_steps_incremental", "meta_steps", "meta_steps_incremental"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low=0, high=10**9))
         check_int("max_visited", self.max_visited, low=1, high=2**62)
         check_int("chunk_size", self.chunk_size, low=1, high=2**62)
         if not isinstance(self.cnml, CNMLConfig):
@@ -98,15 +120,36 @@ class MuralConfig:
             raise ValueError(f"meta_nml must be a MetaNMLConfig, got {type(self.meta_nml).__name__}")
 
     @classmethod
+    def published(cls, **overrides) -> MuralConfig:
+        """The official code's sizes (2 x 2048 meta-NML, lr 1e-3 / inner 0.01, VICE lr 1e-4, batch 128):
+        meant for a GPU (on 2 CPU cores one update on a few hundred states takes minutes)."""
+        return cls(**overrides)
+
+    @classmethod
     def small(cls, **overrides) -> MuralConfig:
-        """CPU preset: 2 x 32 ReLU MLP, full-batch Adam, tuned one-step meta-NML."""
+        """CPU preset for low-dimensional features: 2 x 32 ReLU MLP, full-batch Adam, one-step meta-NML with
+        inner lr 1 and inner query weight 10 (tuned by us to match exact CNML on a 2-D problem).
+        First update: 300 classifier steps + 600 meta-updates; later updates: 30 / 16."""
         base = dict(
-            hidden=(32, 32), classifier_lr=1e-2, classifier_batch=None, classifier_steps=300, meta_steps=600,
+            hidden=(32, 32), classifier_lr=1e-2, classifier_batch=None, classifier_steps=300,
+            classifier_steps_incremental=30, meta_steps=600, meta_steps_incremental=16,
             cnml=CNMLConfig(steps=100, lr=1e-2),
             meta_nml=MetaNMLConfig(inner_lr=1.0, inner_query_weight=10.0, meta_lr=1e-2, meta_batch=16),
         )
         base.update(overrides)
         return cls(**base)
+
+    @classmethod
+    def for_device(cls, device=None, feature_dim: int = 2) -> tuple[str, MuralConfig]:
+        """``(name, config)`` suited to ``device`` and the feature dimension: ``"published"`` on CUDA,
+        ``"small"`` (2 x 32) on CPU up to 4 features, ``"small-64"`` (2 x 64) on CPU above."""
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        feature_dim = check_int("feature_dim", feature_dim, low=1)
+        if dev.type == "cuda":
+            return "published", cls.published()
+        if feature_dim <= _SMALL_MAX_DIM:
+            return "small", cls.small()
+        return "small-64", cls.small(hidden=(64, 64))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,15 +163,28 @@ class MuralConfig:
         return cls(**d)
 
 
+def _restandardise(model: SuccessClassifier, params: Params, mu0, sd0, mu1, sd1) -> Params:
+    """First layer rewritten for new feature statistics so that the network's function of the raw
+    features is unchanged: ``W (f - mu0)/sd0 + b = W' (f - mu1)/sd1 + b'`` with ``W' = W sd1/sd0``,
+    ``b' = b + W (mu1 - mu0)/sd0``."""
+    wn, bn = linear_layers(model)[0]
+    w, b = params[wn], params[bn]
+    out = dict(params)
+    out[wn] = w * (sd1 / sd0).to(w)
+    out[bn] = b + w @ ((mu1 - mu0) / sd0).to(w)
+    return out
+
+
 class MuralReward:
     """Reward ``r(s) in [0, 1]`` from success examples; a ``RewardShaper`` (design.md, "Contracts").
 
     Args:
-        success_examples: ``[K, O]`` observations of successful outcomes (label 1).
+        success_examples: ``[K, O]`` observations of successful outcomes (label 1), finite, ``K >= 1``.
         method: ``"meta_nml"`` (MURAL), ``"cnml"`` (exact, slow) or ``"classifier"`` (VICE baseline).
         seed: seeds the initial parameters, minibatches and meta-training queries.
         device: torch device (default CPU).
-        config: :class:`MuralConfig`.
+        config: :class:`MuralConfig`; ``None`` picks :meth:`MuralConfig.for_device` for ``device`` and the
+            feature dimension (the chosen name is logged at INFO and kept in ``self.preset``).
         mode: ``"replace"`` (default) or ``"add"`` (planners add ``weight * r``).
         weight: scale used by planners/wrappers in ``"add"`` mode.
         state_slice: ``(start, stop)`` of the observation entries the classifier sees.
@@ -139,8 +195,8 @@ class MuralReward:
             ``loss(model_fn, x, y)`` replacing the cross-entropy, e.g. ``safe_density.rcad.RCAD()`` (less
             over-confident away from the data; used by the ``classifier`` and ``cnml`` methods' MLE fit).
 
-    Usage: ``mr.update(visited[M, O])`` then ``mr(states[..., O]) -> [...]`` or
-    ``mr(obs, act, next_obs) -> [...]`` (the reward of ``next_obs``).
+    Usage: ``mr.update(visited[M, O])`` then ``mr.reward(states[..., O]) -> [...]`` (validated), or, inside a
+    planner, ``mr(obs, act, next_obs) -> [...]`` (the reward of ``next_obs``; unvalidated hot path).
     """
 
     def __init__(self, success_examples, method: str = "meta_nml", seed: int = 0, device=None,
@@ -160,11 +216,12 @@ class MuralReward:
                              "training of the classifiers is not supported)")
         if regularizer is not None and not callable(getattr(regularizer, "loss", None)):
             raise ValueError("regularizer must have a loss(model_fn, x, y) method, e.g. safe_density.rcad.RCAD")
+        if config is not None and not isinstance(config, MuralConfig):
+            raise ValueError(f"config must be a MuralConfig, got {type(config).__name__}")
+        if feature_fn is not None and not callable(feature_fn):
+            raise ValueError("feature_fn must be callable")
         self.regularizer = regularizer  # e.g. RCAD: used when training the MLE classifier (classifier / cnml)
         self.method, self.mode, self.seed = method, mode, check_seed("seed", seed)
-        self.config = config if config is not None else MuralConfig()
-        if not isinstance(self.config, MuralConfig):
-            raise ValueError(f"config must be a MuralConfig, got {type(config).__name__}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         ex = as_tensor("success_examples", success_examples, dtype=dtype, device=self.device, nonempty=True)
@@ -183,7 +240,17 @@ class MuralReward:
         self.state_slice, self.feature_fn = state_slice, feature_fn
         self.success_examples = ex
         feats = self._features(ex, "success_examples")
+        if feats.ndim != 2 or feats.shape[0] != ex.shape[0]:
+            raise ValueError(f"feature_fn(success_examples) must have shape [{ex.shape[0]}, D], "
+                             f"got {tuple(feats.shape)}")
         self.feature_dim = feats.shape[-1]
+        if config is None:
+            self.preset, config = MuralConfig.for_device(self.device, self.feature_dim)
+            logger.info("MuralReward: config=None -> preset %r (device %s, %d features, hidden %s)",
+                        self.preset, self.device.type, self.feature_dim, config.hidden)
+        else:
+            self.preset = "custom"
+        self.config = config
         self.model = SuccessClassifier(self.feature_dim, self.config.hidden, self.config.activation)
         self.mle_params: Params = init_params(self.model, self.seed, dtype, self.device)
         self.meta_params: Params | None = None
@@ -192,6 +259,7 @@ class MuralReward:
         self.sd = feats.new_ones(self.feature_dim)
         self.n_updates = 0
         self._data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._cache: MetaNMLCache | None = None
 
     # ------------------------------------------------------------------ features and data
     def _features(self, obs: torch.Tensor, name: str) -> torch.Tensor:
@@ -209,29 +277,46 @@ class MuralReward:
         z = (f.double() - self.mu.double()) / self.sd.double()
         return z.clamp(-FEATURE_CLIP, FEATURE_CLIP).to(f.dtype)
 
-    def _rebuild_data(self) -> None:
+    def _raw_training_features(self) -> tuple[torch.Tensor, int]:
         fe = self._features(self.success_examples, "success_examples")
         fv = self._features(self.visited, "visited_states")
-        x = torch.cat([fe, fv])
-        if self.config.standardize:  # statistics in float64: float32 sums of squares overflow beyond ~1e19
-            x64 = x.double()
-            sd = x64.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x64[0])
-            self.mu = x64.mean(0).to(x.dtype)
-            self.sd = torch.where(sd < _MIN_SD, torch.ones_like(sd), sd).to(x.dtype)
+        return torch.cat([fe, fv]), fe.shape[0]
+
+    def _fit_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``[D]`` of the raw features (float64 statistics: float32 sums of squares overflow)."""
+        x64 = x.double()
+        sd = x64.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x64[0])
+        sd = torch.where(sd < _MIN_SD, torch.ones_like(sd), sd)
+        return x64.mean(0).to(x.dtype), sd.to(x.dtype)
+
+    def _build_data(self, x: torch.Tensor, n_pos: int) -> None:
         x = self._norm(x)
-        y = torch.cat([x.new_ones(fe.shape[0]), x.new_zeros(fv.shape[0])])
+        y = torch.cat([x.new_ones(n_pos), x.new_zeros(x.shape[0] - n_pos)])
         self._data = (x, y, balanced_weights(y).to(x))
+
+    def _refresh_cache(self) -> None:
+        """Recompute what reward calls reuse (meta-NML: data gradient and data-adapted weights)."""
+        self._cache = None
+        if self.method == "meta_nml" and self.config.meta_nml.inner_steps == 1:
+            x, y, c = self._data
+            self._cache = meta_nml_prepare(self.model, self.meta_params, x, y, c, self.config.meta_nml)
 
     @property
     def fitted(self) -> bool:
         return self.n_updates > 0
 
+    @property
+    def cache(self) -> MetaNMLCache | None:
+        """The query-independent quantities of the last :meth:`update` (``None`` unless meta-NML, k = 1)."""
+        return self._cache
+
     # ------------------------------------------------------------------ training
     def update(self, visited_states, steps: int | None = None, progress: bool = True) -> MuralReward:
-        """Add ``visited_states[M, O]`` (label 0) to the bounded history and retrain.
+        """Add ``visited_states[M, O]`` (label 0; ``[O]`` for one state) to the bounded history and train.
 
-        ``steps``: Adam steps of the classifier (``classifier``/``cnml``) or meta-updates
-        (``meta_nml``); default from the config. Returns ``self``.
+        The first update fits from scratch; later ones continue from the current parameters with the
+        config's incremental budget (module docstring). ``steps``: overrides the number of Adam steps of the
+        classifier (``classifier``/``cnml``) or of meta-updates (``meta_nml``) of this update. Returns ``self``.
         """
         v = as_tensor("visited_states", visited_states, dtype=self.dtype, device=self.device, nonempty=True)
         if v.ndim == 1:
@@ -240,50 +325,88 @@ class MuralReward:
             raise ValueError(f"visited_states must have shape [M, {self.obs_dim}], got {tuple(v.shape)}")
         if steps is not None:
             steps = check_int("steps", steps, low=0, high=10**9)
-        self.visited = torch.cat([self.visited, v])[-self.config.max_visited:]
-        self._rebuild_data()
+        first, cfg = not self.fitted, self.config
+        self.visited = torch.cat([self.visited, v])[-cfg.max_visited:]
+        raw, n_pos = self._raw_training_features()
+        if cfg.standardize:
+            mu, sd = self._fit_stats(raw)
+            if not first:
+                self.mle_params = _restandardise(self.model, self.mle_params, self.mu, self.sd, mu, sd)
+                if self.meta_params is not None:
+                    self.meta_params = _restandardise(self.model, self.meta_params, self.mu, self.sd, mu, sd)
+            self.mu, self.sd = mu, sd
+        self._build_data(raw, n_pos)
         x, y, c = self._data
-        cfg = self.config
         seed = self.seed * 100_003 + self.n_updates
         if self.method in ("classifier", "cnml") or self.meta_params is None:
-            n = steps if (steps is not None and self.method != "meta_nml") else cfg.classifier_steps
+            n = cfg.classifier_steps if first else cfg.classifier_steps_incremental
+            n = steps if (steps is not None and self.method != "meta_nml") else n
             self.mle_params = train_classifier(
                 self.model, self.mle_params, x, y, weights=c, steps=n, lr=cfg.classifier_lr,
                 batch_size=cfg.classifier_batch, regularizer=self.regularizer, seed=seed, progress=progress)
         if self.method == "meta_nml":
             start = self.meta_params if self.meta_params is not None else self.mle_params
-            n = steps if steps is not None else cfg.meta_steps
+            n = steps if steps is not None else (cfg.meta_steps if first else cfg.meta_steps_incremental)
             self.meta_params = meta_train(self.model, start, x, y, c, steps=n, config=cfg.meta_nml,
                                           seed=seed, progress=progress)
+        self._refresh_cache()
         self.n_updates += 1
         return self
 
     # ------------------------------------------------------------------ rewards
-    def reward(self, states) -> torch.Tensor:
-        """``states[..., O]`` (torch or numpy) -> rewards ``[...]`` in [0, 1] (torch, on ``device``)."""
+    def _check_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError("MuralReward has no visited states yet: call update(visited_states) first")
+
+    def _reward_of_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Standardised features ``[B, D] -> [B]`` (no validation)."""
+        if self.method == "classifier":
+            return classifier_reward(self.model, self.mle_params, f)
+        x, y, c = self._data
+        if self.method == "cnml":
+            return cnml_batched(self.model, self.mle_params, x, y, c, f, self.config.cnml)
+        if self._cache is not None:
+            return meta_nml_cached(self.model, self._cache, f, self.config.meta_nml.chunk_size)
+        return meta_nml_vmap(self.model, self.meta_params, x, y, c, f, self.config.meta_nml)
+
+    def reward(self, states) -> torch.Tensor:
+        """``states[..., O]`` (torch or numpy) -> rewards ``[...]`` in [0, 1] (torch, on ``device``).
+
+        Validated: ``ValueError`` naming ``states`` for a wrong last dimension or NaN/inf entries."""
+        self._check_fitted()
         s = as_tensor("states", states, dtype=self.dtype, device=self.device, min_ndim=1,
                       last_dim=self.obs_dim)
         batch = s.shape[:-1]
         f = self._norm(self._features(s.reshape(-1, self.obs_dim), "states"))
-        x, y, c = self._data
         if f.shape[0] == 0:
             return f.new_zeros(batch)
-        if self.method == "classifier":
-            r = classifier_reward(self.model, self.mle_params, f)
-        elif self.method == "cnml":
-            r = cnml_batched(self.model, self.mle_params, x, y, c, f, self.config.cnml)
+        return self._reward_of_features(f).clamp(0.0, 1.0).reshape(batch)
+
+    def shaped(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """Hot path: ``next_obs[..., O] -> [...]`` in ``dtype`` with no validation and no host sync; NaN -> 0.
+
+        Inputs of another dtype/device are cast; infinite features are clipped like :meth:`reward`'s."""
+        self._check_fitted()
+        s = next_obs.to(device=self.device, dtype=self.dtype)
+        batch = s.shape[:-1]
+        s = s.reshape(-1, s.shape[-1])
+        if self.feature_fn is not None:
+            f = self.feature_fn(s).to(device=self.device, dtype=self.dtype)
+        elif self.state_slice is not None:
+            f = s[:, self.state_slice[0]:self.state_slice[1]]
         else:
-            r = meta_nml_fast(self.model, self.meta_params, x, y, c, f, self.config.meta_nml)
-        return r.clamp(0.0, 1.0).reshape(batch)
+            f = s
+        f = ((f - self.mu) / self.sd).clamp(-FEATURE_CLIP, FEATURE_CLIP)
+        r = self._reward_of_features(f)
+        return torch.nan_to_num(r, nan=0.0).clamp(0.0, 1.0).reshape(batch)
 
     def __call__(self, *args) -> torch.Tensor:
-        """``mr(states)`` or, as a ``RewardShaper``, ``mr(obs, act, next_obs)`` (reward of ``next_obs``)."""
+        """``mr(states)`` (validated, as :meth:`reward`) or, as a ``RewardShaper``, ``mr(obs, act, next_obs)``
+        (the reward of ``next_obs`` through the unvalidated hot path :meth:`shaped`)."""
         if len(args) == 1:
             return self.reward(args[0])
         if len(args) == 3:
-            return self.reward(args[2])
+            return self.shaped(args[2])
         raise TypeError(f"MuralReward takes (states) or (obs, act, next_obs), got {len(args)} arguments")
 
     # ------------------------------------------------------------------ persistence
@@ -297,27 +420,80 @@ class MuralReward:
         meta = {"method": self.method, "seed": self.seed, "mode": self.mode, "weight": self.weight,
                 "state_slice": list(self.state_slice) if self.state_slice else None,
                 "n_updates": self.n_updates, "dtype": str(self.dtype).replace("torch.", ""),
-                "config": self.config.to_dict(), "has_feature_fn": self.feature_fn is not None}
+                "config": self.config.to_dict(), "has_feature_fn": self.feature_fn is not None,
+                "preset": self.preset, "obs_dim": self.obs_dim, "feature_dim": self.feature_dim}
         save_state(path, tensors, meta)
 
     @classmethod
     def load(cls, path, device=None, feature_fn: Callable | None = None) -> MuralReward:
-        """Load a checkpoint written by :meth:`save` (pass ``feature_fn`` again if one was used)."""
+        """Load a checkpoint written by :meth:`save` (pass ``feature_fn`` again if one was used).
+
+        Raises ``ValueError`` naming ``path`` when the metadata disagree with the tensors (shapes, dtype,
+        dimensions, number of updates, which parameter sets are present)."""
         dev = torch.device(device) if device is not None else torch.device("cpu")
         t, meta = load_state(path, dev)
         if meta.get("has_feature_fn") and feature_fn is None:
             raise ValueError("feature_fn: the saved MuralReward used a feature_fn; pass it to load()")
-        obj = cls(t["success_examples"], method=meta["method"], seed=meta["seed"], device=dev,
-                  config=MuralConfig.from_dict(meta["config"]), mode=meta["mode"], weight=meta["weight"],
-                  state_slice=tuple(meta["state_slice"]) if meta["state_slice"] else None,
-                  feature_fn=feature_fn, dtype=getattr(torch, meta["dtype"]))
+        try:
+            dtype = getattr(torch, str(meta["dtype"]))
+            config = MuralConfig.from_dict(meta["config"])
+            ss = meta["state_slice"]
+            obj = cls(t["success_examples"], method=meta["method"], seed=meta["seed"], device=dev, config=config,
+                      mode=meta["mode"], weight=meta["weight"], state_slice=tuple(ss) if ss else None,
+                      feature_fn=feature_fn, dtype=dtype)
+            n_updates = check_int("n_updates", meta["n_updates"], low=0)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"path {path}: invalid MuralReward checkpoint metadata ({exc})") from exc
+        obj.preset = str(meta.get("preset", "custom"))
+        _check_checkpoint(path, obj, t, meta, n_updates)
         obj.visited = t["visited"]
         obj.mle_params = {k[4:]: v for k, v in t.items() if k.startswith("mle.")}
         meta_p = {k[5:]: v for k, v in t.items() if k.startswith("meta.")}
         obj.meta_params = meta_p or None
-        obj.n_updates = int(meta["n_updates"])
-        if obj.n_updates > 0:
-            obj._rebuild_data()
+        obj.n_updates = n_updates
         obj.mu, obj.sd = t["mu"], t["sd"]
+        if obj.n_updates > 0:
+            raw, n_pos = obj._raw_training_features()
+            obj._build_data(raw, n_pos)
+            obj._refresh_cache()
         return obj
 
+
+def _check_checkpoint(path, obj: MuralReward, t: dict, meta: dict, n_updates: int) -> None:
+    """Every tensor of a checkpoint against what its metadata imply (``ValueError`` naming ``path``)."""
+    def bad(msg):
+        raise ValueError(f"path {path}: checkpoint metadata disagree with its tensors: {msg}")
+
+    for k in ("obs_dim", "feature_dim"):
+        if k in meta and meta[k] != getattr(obj, k):
+            bad(f"{k} is {meta[k]} but the success examples give {getattr(obj, k)}")
+    for k in ("visited", "mu", "sd"):
+        if k not in t:
+            bad(f"tensor {k!r} is missing")
+    for k, v in t.items():
+        if v.dtype != obj.dtype:
+            bad(f"tensor {k!r} has dtype {v.dtype}, metadata say {obj.dtype}")
+        if not bool(torch.isfinite(v).all()):
+            bad(f"tensor {k!r} holds NaN or infinite values")
+    if t["visited"].ndim != 2 or t["visited"].shape[1] != obj.obs_dim:
+        bad(f"visited has shape {tuple(t['visited'].shape)}, expected [M, {obj.obs_dim}]")
+    if t["visited"].shape[0] > obj.config.max_visited:
+        bad(f"{t['visited'].shape[0]} visited states exceed max_visited={obj.config.max_visited}")
+    if (n_updates > 0) != (t["visited"].shape[0] > 0):
+        bad(f"n_updates={n_updates} with {t['visited'].shape[0]} visited states")
+    for k in ("mu", "sd"):
+        if tuple(t[k].shape) != (obj.feature_dim,):
+            bad(f"{k} has shape {tuple(t[k].shape)}, expected ({obj.feature_dim},)")
+    if bool((t["sd"] <= 0).any()):
+        bad("sd must be positive")
+    shapes = {k: tuple(v.shape) for k, v in obj.mle_params.items()}
+    for prefix in ("mle.", "meta."):
+        got = {k[len(prefix):]: tuple(v.shape) for k, v in t.items() if k.startswith(prefix)}
+        if prefix == "meta." and not got:
+            if obj.method == "meta_nml" and n_updates > 0:
+                bad("a fitted meta_nml reward needs its meta-trained parameters ('meta.*')")
+            continue
+        if prefix == "meta." and obj.method != "meta_nml":
+            bad(f"method {obj.method!r} has no meta-trained parameters")
+        if got != shapes:
+            bad(f"parameters {prefix}* have shapes {got}, the config's network has {shapes}")

@@ -215,3 +215,198 @@ def test_rcad_regularizer(problem):
     b = train_classifier(p["model"], p["params"], p["x"], p["y"], steps=5, lr=1e-2)
     assert all(torch.isfinite(v).all() for v in a.values())
     assert any(not torch.allclose(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- incremental updates (issue 10)
+def _blob(center, sd, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.tensor(center, dtype=D64) + sd * torch.randn(n, 2, generator=g, dtype=D64)
+
+
+@pytest.fixture(scope="module")
+def incremental_meta():
+    """First update on visits near (-1, -1), then two incremental updates on visits near (1, -1)."""
+    ex = _blob([1.0, 1.0], 0.1, 20, 0)
+    mr = MuralReward(ex, method="meta_nml", config=MuralConfig.small(meta_steps=300), dtype=D64)
+    mr.update(_blob([-1.0, -1.0], 0.3, 200, 1), progress=False)
+    first = mr.cache
+    for k in range(2):
+        mr.update(_blob([1.0, -1.0], 0.3, 100, 2 + k), progress=False)
+    return mr, ex, first
+
+
+def test_incremental_update_keeps_published_shape(incremental_meta):
+    mr, ex, _ = incremental_meta
+    assert mr.n_updates == 3 and mr.visited.shape == (400, 2)
+    r_ex = mr.reward(ex)
+    r_old = mr.reward(_blob([-1.0, -1.0], 0.3, 50, 9))
+    r_new = mr.reward(_blob([1.0, -1.0], 0.3, 50, 10))
+    assert r_ex.mean() > 0.7, float(r_ex.mean())
+    assert r_old.mean() < 0.3 and r_new.mean() < 0.3, (float(r_old.mean()), float(r_new.mean()))
+    far = torch.tensor([[-3.0, 3.0], [-1.5, 3.5]], dtype=D64)  # novel: far from the examples and the visits
+    r_far = mr.reward(far)
+    assert ((r_far > 0.25) & (r_far < 0.75)).all(), r_far
+
+
+def test_incremental_budget_is_bounded(monkeypatch):
+    import safe_density.mural.reward as reward_mod
+
+    calls = []
+    real = reward_mod.meta_train
+
+    def spy(*a, steps, **kw):
+        calls.append((steps, a[2].shape[0]))
+        return real(*a, steps=steps, **kw)
+
+    monkeypatch.setattr(reward_mod, "meta_train", spy)
+    cfg = MuralConfig.small(classifier_steps=5, meta_steps=7, meta_steps_incremental=3, max_visited=50)
+    mr = MuralReward(_blob([1.0, 1.0], 0.1, 5, 0), method="meta_nml", config=cfg)
+    for k in range(3):
+        mr.update(_blob([-1.0, -1.0], 0.3, 40, k), progress=False)
+    assert calls == [(7, 45), (3, 55), (3, 55)]  # history capped at max_visited (+ 5 examples)
+
+
+def test_cache_refreshed_by_update_and_nothing_else(incremental_meta, monkeypatch):
+    import safe_density.mural.reward as reward_mod
+
+    mr, ex, first = incremental_meta
+    assert mr.cache is not None and mr.cache is not first
+    n = {"prepare": 0}
+    real = reward_mod.meta_nml_prepare
+
+    def counting(*a, **kw):
+        n["prepare"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(reward_mod, "meta_nml_prepare", counting)
+    cache = mr.cache
+    s = torch.randn(7, 2, dtype=D64)
+    a = mr.reward(s)
+    b = mr(s)
+    c = mr(s, torch.zeros(7, 2), s)
+    assert n["prepare"] == 0 and mr.cache is cache
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    # the cache equals a fresh computation from the current parameters and data
+    x, y, w = mr._data
+    ref = meta_nml_fast(mr.model, mr.meta_params, x, y, w, mr._norm(s), mr.config.meta_nml)
+    torch.testing.assert_close(a, ref.clamp(0, 1))
+    mr2 = MuralReward(ex, method="meta_nml", config=MuralConfig.small(meta_steps=5, meta_steps_incremental=2),
+                      dtype=D64)
+    mr2.update(_blob([-1.0, -1.0], 0.3, 30, 1), progress=False)
+    before = mr2.cache
+    mr2.update(_blob([1.0, -1.0], 0.3, 30, 2), progress=False)
+    assert n["prepare"] == 2 and mr2.cache is not before
+    assert not torch.equal(before.adapted[0][0], mr2.cache.adapted[0][0])
+
+
+def test_restandardisation_keeps_the_function():
+    """An update that moves the feature statistics but trains 0 steps leaves the reward unchanged."""
+    cfg = MuralConfig.small(classifier_steps=50, classifier_steps_incremental=0)
+    mr = MuralReward(_blob([1.0, 1.0], 0.1, 10, 0), method="classifier", config=cfg, dtype=D64)
+    mr.update(_blob([-1.0, -1.0], 0.3, 50, 1), progress=False)
+    s = 2 * torch.randn(20, 2, dtype=D64)
+    before, mu = mr.reward(s), mr.mu.clone()
+    mr.update(_blob([4.0, -3.0], 2.0, 200, 2), progress=False)
+    assert (mr.mu - mu).abs().max() > 0.5
+    torch.testing.assert_close(mr.reward(s), before, atol=1e-12, rtol=0)
+
+
+def test_hot_path_maps_nan_to_zero_without_validation(fitted_meta):
+    s = torch.randn(4, 3, 2)
+    s[1, 2] = float("nan")
+    s[2, 0, 0] = float("inf")
+    r = fitted_meta(s, torch.zeros(4, 3, 2), s)
+    assert r.shape == (4, 3) and torch.isfinite(r).all() and (r >= 0).all() and (r <= 1).all()
+    assert r[1, 2] == 0.0
+    ok = torch.isfinite(s).all(-1)
+    torch.testing.assert_close(r[ok], fitted_meta.reward(s[ok]))
+    rb = fitted_meta(s.bfloat16(), None, s.bfloat16())  # other dtypes are cast, not rejected
+    assert rb.dtype == torch.float32 and rb.shape == (4, 3)
+    with pytest.raises(ValueError, match="states"):  # the public query validates
+        fitted_meta.reward(s)
+
+
+def test_presets():
+    assert MuralConfig.published() == MuralConfig()
+    assert MuralConfig.published().hidden == (2048, 2048)
+    name, cfg = MuralConfig.for_device("cpu", 2)
+    assert name == "small" and cfg == MuralConfig.small()
+    assert MuralConfig.for_device("cpu", 6)[1].hidden == (64, 64)
+    assert MuralConfig.for_device("cuda", 2)[0] == "published"
+    mr = MuralReward(np.zeros((3, 2)))
+    assert mr.preset == "small" and mr.config.hidden == (32, 32)
+    with pytest.raises(ValueError, match="meta_steps_incremental"):
+        MuralConfig(meta_steps_incremental=-1)
+
+
+def test_checkpoint_metadata_must_match_tensors(fitted_meta, tmp_path):
+    import json
+
+    fitted_meta.save(tmp_path / "ok")
+    MuralReward.load(tmp_path / "ok")
+
+    def tampered(name, edit):
+        import shutil
+
+        shutil.copytree(tmp_path / "ok", tmp_path / name)
+        meta_path = tmp_path / name / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        edit(meta)
+        meta_path.write_text(json.dumps(meta))
+        return tmp_path / name
+
+    cases = {
+        "hidden": lambda m: m["config"].update(hidden=[16, 16]),
+        "method": lambda m: m.update(method="classifier"),
+        "updates": lambda m: m.update(n_updates=0),
+        "dtype": lambda m: m.update(dtype="float64"),
+        "slice": lambda m: m.update(state_slice=[0, 1]),
+        "bogus": lambda m: m.update(method="bogus"),
+    }
+    for name, edit in cases.items():
+        with pytest.raises(ValueError, match="path"):
+            MuralReward.load(tampered(name, edit))
+
+
+def test_wrapper_bad_inputs():
+    ex, *_ = _data()
+    mr = MuralReward(ex, method="classifier", config=MuralConfig.small(classifier_steps=5), dtype=D64)
+    with pytest.raises(ValueError, match="retrain_every"):
+        MuralRewardWrapper(_Point2D(), mr, retrain_every=0)
+    with pytest.raises(ValueError, match="update_steps"):
+        MuralRewardWrapper(_Point2D(), mr, update_steps=-3)
+    with pytest.raises(ValueError, match="mural_reward"):
+        MuralRewardWrapper(_Point2D(), object())
+    mr3 = MuralReward(np.zeros((2, 3)), method="classifier", config=MuralConfig.small(classifier_steps=5))
+    with pytest.raises(ValueError, match="env"):
+        MuralRewardWrapper(_Point2D(), mr3)
+    env = MuralRewardWrapper(_Point2D(), mr3, feature_fn=lambda o: o)  # maps 2 -> 2 entries, not 3
+    with pytest.raises(ValueError, match="observation"):
+        env.reset(seed=0)
+
+    class _NaNEnv(_Point2D):
+        def step(self, action):
+            obs, *rest = super().step(action)
+            return np.array([np.nan, 0.0]), *rest
+
+    env = MuralRewardWrapper(_NaNEnv(), mr, retrain_every=5)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="observation"):
+        env.step(np.zeros(2))
+
+
+def test_wrapper_retrains_at_its_period():
+    ex, *_ = _data()
+    mr = MuralReward(ex, method="meta_nml", config=MuralConfig.small(classifier_steps=5, meta_steps=3,
+                                                                     meta_steps_incremental=1), dtype=D64)
+    env = MuralRewardWrapper(_Point2D(), mr, retrain_every=7)
+    env.reset(seed=0)
+    seen = []
+    for t in range(1, 23):
+        cache = mr.cache
+        _, _, _, _, info = env.step(np.full(2, 0.1))
+        seen.append((t, mr.n_updates, mr.cache is not cache))
+        assert 0.0 <= info["mural_reward"] <= 1.0
+    assert [t for t, _, changed in seen if changed] == [7, 14, 21]
+    assert mr.n_updates == 4 and env.n_retrains == 4 and mr.visited.shape == (1 + 21, 2)
