@@ -1,39 +1,42 @@
 """RCAD vs ERM / label smoothing / FGSM adversarial training at small data (design.md "RCAD").
 
-Part 1 -- scikit-learn's ``load_digits`` (8x8 grey digits, no download), pixels scaled to ``[0, 1]``, a fixed
-stratified 70/30 train/test split; each method trains the same small MLP (64-128-128-10, ReLU, Adam) on a
-fraction of the training split, for several seeds. Reported (mean ± std over seeds):
+Problems (no download):
 
-* test accuracy;
-* expected calibration error (15 equal-width confidence bins) on the test split;
-* mean max-softmax confidence on out-of-distribution inputs: ``noise`` = i.i.d. uniform ``[0, 1]`` "images",
-  ``inverted`` = test digits with pixels ``1 - x`` (lower is better; 0.1 is the uniform-prediction floor).
+* ``digits`` -- scikit-learn's ``load_digits`` (8x8 grey digits, 64 dims, 10 classes), pixels scaled to
+  ``[0, 1]``. Off-data inputs: ``noise`` = i.i.d. uniform ``[0, 1]`` "images", ``inverted`` = the test digits
+  with pixels ``1 - x``.
+* ``breast_cancer`` -- scikit-learn's ``load_breast_cancer`` (30 features, 2 classes), standardised with the
+  training split's mean and std. Off-data inputs: ``noise`` = uniform in the training split's per-feature
+  ``[min, max]`` box, ``shuffled`` = test points whose features are permuted independently across the test
+  set (each marginal is kept, the joint structure is broken).
 
-Methods: ``erm`` (cross-entropy), ``ls`` (label smoothing 0.1), ``fgsm`` (Goodfellow et al. 2015:
-half clean, half FGSM examples, L-inf ``eps = 0.1``), ``rcad`` (published defaults of the authors' code,
-``alpha = 0.5``, ``lambda = 0.2``), ``rcad_a2`` (``alpha = 2``, ``lambda = 0.2``: a longer step, since
-``alpha`` is an L2 length and an 8x8 digit has norm ~3-4 while the paper's 32x32x3 images have norm ~30).
-No method is tuned on validation data here (the paper tunes ``alpha, lambda`` per data set), so this is a
-fair-but-untuned comparison.
+A fixed stratified 70/30 train/test split per problem; each method trains the same small MLP
+(``D``-128-128-``C``, ReLU, Adam lr 1e-3, batch 64) on a fraction of the training split (at least one
+example per class), one model per seed (model init, minibatches and the subsample all change with the seed).
+Reported (mean ± std over seeds): test accuracy, expected calibration error (15 equal-width confidence bins),
+mean max-softmax probability on each off-data set (lower is better; ``1 / C`` is the floor).
 
-Part 2 -- a linear / Gaussian simulation in the spirit of the paper's theoretical analysis ("RCAD can provably
-help the model unlearn spurious features"): one informative feature ``x_1 = y' + N(0, 1)`` (``y' = ±1``) and
-``D`` small-variance noise features ``N(0, 0.3^2)``, ``n < D`` training points, so gradient descent on the
-logistic loss can fit the training set through the noise (spurious) features. We report test accuracy and the
-fraction of the weight norm on the spurious features, ``||w_s|| / ||w||``, for ERM, RCAD (several ``alpha``)
-and L2 adversarial training. This is our reconstruction of the setting, not the paper's exact construction.
+Methods: ``erm`` (cross-entropy), ``ls`` (label smoothing 0.1), ``fgsm`` (Goodfellow et al. 2015: half clean,
+half FGSM examples, L-inf ``eps = 0.1`` in input units), ``rcad`` (``RCAD()``, the batch-scaled default step),
+``rcad_ls`` (``RCAD(label_smoothing=0.1)``), ``rcad_published`` (``RCAD.published()``: ``alpha = 0.5``,
+``lambda = 0.2``, the authors' CIFAR setting). Nothing here is tuned on the test split.
+
+``--sweep`` measures the default's multiplier the honest way: each seed's training subset is split again into
+a fit part (75 %) and a held-out part (25 %); accuracy and off-data confidence are measured on the held-out part
+(the test split is never touched) for ERM and for RCAD with ``step_scale`` in a grid. Its JSON is
+``results/rcad_small_data/sweep.json``.
 
 The paper's numbers (CIFAR-10/100, CIFAR-100-2k/10k, SVHN, Tiny ImageNet with ResNet-18 / WRN-28-10; abstract:
 "+1-3% absolute test accuracy, more in the low-data regime") are quoted in the JSON for context only: they
-are NOT comparable with a 64-pixel digits MLP.
+are NOT comparable with a small MLP on 64 pixels.
 
-Run: ``python benchmarks/rcad_small_data.py --quick`` (< 5 min on 2 cores) or without ``--quick``.
+Run: ``python benchmarks/rcad_small_data.py`` (5 seeds, about 10 min on 1-2 CPU cores), ``--quick``
+(2 seeds, 2 fractions; a smoke test) or ``--sweep``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -47,78 +50,111 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks._common import machine, out_dir, write_json  # noqa: E402
-from safe_density.rcad import RCAD  # noqa: E402
+from safe_density.rcad import RCAD, batch_step_size  # noqa: E402
 
 PAPER = {
     "source": "Setlur et al., NeurIPS 2022, arXiv 2206.01367 (abstract); defaults from "
-              "github.com/ars22/RCAD-regularizer run.sh (CIFAR-100-2k: alpha 0.5, lambda 0.2) and "
-              "scripts/run_MPE.sh (CIFAR-100: alpha 1.0, lambda 0.2)",
+              "github.com/ars22/RCAD-regularizer run.sh (CIFAR-100-2k: alpha 0.5, lambda 0.2, label smoothing) "
+              "and scripts/run_MPE.sh (CIFAR-100: alpha 1.0, lambda 0.2)",
     "claim": "RCAD added to existing regularisers raises test accuracy by 1-3% absolute, more at low data",
     "comparable": False,
     "why_not_comparable": "different data (CIFAR/SVHN/Tiny ImageNet), architectures (ResNet-18, WRN-28-10), "
                           "augmentation and label smoothing combined with RCAD, hundreds of epochs",
 }
 
+LS = 0.1
 METHODS = {
-    "erm": {},
-    "ls": {"label_smoothing": 0.1},
-    "fgsm": {"eps": 0.1},
-    "rcad": {"step_size": 0.5, "weight": 0.2},
-    "rcad_a2": {"step_size": 2.0, "weight": 0.2},
+    "erm": "cross-entropy",
+    "ls": f"label smoothing {LS}",
+    "fgsm": "FGSM adversarial training, L-inf eps 0.1, half clean half adversarial",
+    "rcad": "RCAD() (batch-scaled default step)",
+    "rcad_ls": f"RCAD(label_smoothing={LS})",
+    "rcad_published": "RCAD.published() (alpha 0.5, lambda 0.2)",
 }
 
 
-# ----------------------------------------------------------------------------------------- digits
-def load_split(device):
-    from sklearn.datasets import load_digits
+def regularizer(method):
+    return {"rcad": RCAD(), "rcad_ls": RCAD(label_smoothing=LS), "rcad_published": RCAD.published()}.get(method)
+
+
+# ----------------------------------------------------------------------------------------- data
+def load_problem(name, device):
+    """``(xtr, ytr, xte, yte, n_classes, clamp, ood)`` with ``ood`` a dict of off-data input sets."""
+    from sklearn.datasets import load_breast_cancer, load_digits
     from sklearn.model_selection import train_test_split
 
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.3, random_state=0, stratify=d.target)
-    as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
-    return as_t(xtr, torch.float32), as_t(ytr, torch.long), as_t(xte, torch.float32), as_t(yte, torch.long)
+    g = torch.Generator().manual_seed(123)
+    as_t = lambda a, dt=torch.float32: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+    if name == "digits":
+        d = load_digits()
+        x = (d.data / 16.0).astype(np.float32)
+        xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.3, random_state=0, stratify=d.target)
+        ood = {"noise": torch.rand(1000, 64, generator=g), "inverted": 1.0 - torch.as_tensor(xte)}
+        clamp = (0.0, 1.0)
+    elif name == "breast_cancer":
+        d = load_breast_cancer()
+        xtr, xte, ytr, yte = train_test_split(d.data, d.target, test_size=0.3, random_state=0, stratify=d.target)
+        mu, sd = xtr.mean(0), xtr.std(0)
+        xtr, xte = ((xtr - mu) / sd).astype(np.float32), ((xte - mu) / sd).astype(np.float32)
+        lo, hi = torch.as_tensor(xtr.min(0)), torch.as_tensor(xtr.max(0))
+        xte_t = torch.as_tensor(xte)
+        shuffled = torch.stack([xte_t[torch.randperm(len(xte_t), generator=g), j]
+                                for j in range(xte_t.shape[1])], 1)
+        ood = {"noise": lo + (hi - lo) * torch.rand(1000, xtr.shape[1], generator=g), "shuffled": shuffled}
+        clamp = None
+    else:
+        raise ValueError(f"unknown problem {name!r}")
+    n_classes = int(max(ytr.max(), yte.max()) + 1)
+    return (as_t(xtr), as_t(ytr, torch.long), as_t(xte), as_t(yte, torch.long), n_classes, clamp,
+            {k: v.to(device) for k, v in ood.items()})
 
 
-def subsample(x, y, frac, gen):
-    """Stratified-ish subsample: a random permutation, then at least one example per class."""
-    n = max(10, int(round(frac * len(y))))
+def subsample_index(y, frac, gen, n_classes):
+    """Indices of a random ``frac`` of ``y`` holding at least one example of every class."""
+    n = max(n_classes, int(round(frac * len(y))))
     perm = torch.randperm(len(y), generator=gen)
-    first = torch.stack([perm[(y[perm] == c).nonzero()[0, 0]] for c in range(10)])
-    rest = perm[~torch.isin(perm, first)][: n - 10]
-    idx = torch.cat([first, rest])
+    first = torch.stack([perm[(y[perm] == c).nonzero()[0, 0]] for c in range(n_classes)])
+    rest = perm[~torch.isin(perm, first)][: n - n_classes]
+    return torch.cat([first, rest])
+
+
+def subsample(x, y, frac, gen, n_classes):
+    """A random ``frac`` of ``(x, y)`` holding at least one example of every class."""
+    idx = subsample_index(y, frac, gen, n_classes)
     return x[idx], y[idx]
 
 
-def mlp(device):
-    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
-                               torch.nn.ReLU(), torch.nn.Linear(128, 10)).to(device)
+def mlp(d_in, n_classes, device):
+    return torch.nn.Sequential(torch.nn.Linear(d_in, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
+                               torch.nn.ReLU(), torch.nn.Linear(128, n_classes)).to(device)
 
 
-def fgsm_loss(model, x, y, eps):
+def fgsm_loss(model, x, y, eps, clamp):
     xr = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
-    x_adv = (x + eps * g.sign()).clamp(0, 1).detach()
-    return 0.5 * (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y))
+    x_adv = x + eps * g.sign()
+    if clamp is not None:
+        x_adv = x_adv.clamp(*clamp)
+    return 0.5 * (F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv.detach()), y))
 
 
-def train(method, x, y, seed, steps, batch, device):
+def train(method, x, y, n_classes, seed, steps, batch, clamp, reg=None):
+    """Train one MLP; ``reg`` (an ``RCAD``) overrides the method's own regulariser."""
     torch.manual_seed(seed)
-    model = mlp(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.0)
-    cfg = METHODS[method]
-    reg = RCAD(**cfg) if method.startswith("rcad") else None
+    model = mlp(x.shape[1], n_classes, x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reg = reg if reg is not None else regularizer(method)
     gen = torch.Generator().manual_seed(seed + 1)
     n = len(y)
     for _ in range(steps):
-        idx = torch.randint(0, n, (min(batch, n),), generator=gen).to(device)
+        idx = torch.randint(0, n, (min(batch, n),), generator=gen).to(x.device)
         xb, yb = x[idx], y[idx]
         if reg is not None:
             loss = reg.loss(model, xb, yb)
         elif method == "fgsm":
-            loss = fgsm_loss(model, xb, yb, cfg["eps"])
+            loss = fgsm_loss(model, xb, yb, 0.1, clamp)
         else:
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.get("label_smoothing", 0.0))
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=LS if method == "ls" else 0.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -139,45 +175,12 @@ def ece(probs, y, bins=15):
 
 
 @torch.no_grad()
-def evaluate(model, xte, yte, noise):
+def evaluate(model, xte, yte, ood):
     p = model(xte).softmax(1)
-    return {"test_acc": (p.argmax(1) == yte).float().mean().item(), "ece": ece(p, yte),
-            "ood_noise_conf": model(noise).softmax(1).max(1).values.mean().item(),
-            "ood_inverted_conf": model(1.0 - xte).softmax(1).max(1).values.mean().item()}
-
-
-# ----------------------------------------------------------------------------------------- linear sim
-def linear_sim(method, seed, alpha, lam=0.5, n=40, dim=200, sig_s=0.3, steps=1000, lr=0.5):
-    g = torch.Generator().manual_seed(seed)
-
-    def draw(m):
-        y = torch.randint(0, 2, (m,), generator=g).double()
-        core = (2 * y - 1) + torch.randn(m, generator=g, dtype=torch.float64)
-        spur = sig_s * torch.randn(m, dim, generator=g, dtype=torch.float64)
-        return torch.cat([core[:, None], spur], 1), y
-
-    x, y = draw(n)
-    xt, yt = draw(5000)
-    w = torch.zeros(dim + 1, dtype=torch.float64, requires_grad=True)
-    model = lambda z: z @ w  # noqa: E731
-    opt = torch.optim.SGD([w], lr=lr)
-    bce = F.binary_cross_entropy_with_logits
-    for _ in range(steps):
-        if method == "erm":
-            loss = bce(model(x), y)
-        elif method == "rcad":
-            loss = RCAD(step_size=alpha, weight=lam).loss(model, x, y)
-        else:  # L2 adversarial training with the same step: CE on clean + perturbed points
-            xr = x.clone().requires_grad_(True)
-            (gx,) = torch.autograd.grad(bce(model(xr), y, reduction="sum"), xr)
-            xa = (x + alpha * gx / gx.norm(dim=1, keepdim=True).clamp_min(1e-12)).detach()
-            loss = 0.5 * (bce(model(x), y) + bce(model(xa), y))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return {"test_acc": ((xt @ w > 0).double() == yt).double().mean().item(),
-                "spurious_weight_frac": (w[1:].norm() / w.norm()).item()}
+    out = {"test_acc": (p.argmax(1) == yte).float().mean().item(), "ece": ece(p, yte)}
+    for k, v in ood.items():
+        out[f"{k}_conf"] = model(v).softmax(1).max(1).values.mean().item()
+    return out
 
 
 def summarize(rows):
@@ -186,102 +189,185 @@ def summarize(rows):
                 "values": [r[k] for r in rows]} for k in keys}
 
 
+# ----------------------------------------------------------------------------------------- grid
+def run_grid(problems, fractions, seeds, steps, device, t0):
+    results = {}
+    for prob in problems:
+        xtr, ytr, xte, yte, C, clamp, ood = load_problem(prob, device)
+        results[prob] = {"n_classes": C, "dim": xtr.shape[1], "ood": list(ood), "by_fraction": {}}
+        for frac in fractions:
+            by_m = {}
+            subsets = [subsample(xtr.cpu(), ytr.cpu(), frac, torch.Generator().manual_seed(1000 + s), C)
+                       for s in range(seeds)]
+            for method in METHODS:
+                rows = []
+                for s, (xs, ys) in enumerate(subsets):
+                    model = train(method, xs.to(device), ys.to(device), C, s, steps, 64, clamp)
+                    rows.append(evaluate(model, xte, yte, ood))
+                by_m[method] = summarize(rows)
+            n = len(subsets[0][1])
+            alpha = [float(batch_step_size(xs[torch.randint(0, len(xs), (min(64, len(xs)),),
+                                                            generator=torch.Generator().manual_seed(s))]))
+                     for s, (xs, _) in enumerate(subsets)]
+            results[prob]["by_fraction"][str(frac)] = {"n_train": n, "methods": by_m,
+                                                       "auto_step_size_first_batch": float(np.mean(alpha))}
+            print(f"{prob} fraction {frac} (n={n}) done ({time.time() - t0:.0f}s)", flush=True)
+    return results
+
+
+def verdicts(results):
+    """The issue's targets, evaluated on the grid (strings for the report)."""
+    out = []
+    for prob, r in results.items():
+        oods = r["ood"]
+        for frac, fr in r["by_fraction"].items():
+            m = fr["methods"]
+            erm, rc = m["erm"], m["rcad"]
+            acc_ok = rc["test_acc"]["mean"] >= erm["test_acc"]["mean"]
+            conf_ok = {o: erm[f"{o}_conf"]["mean"] - rc[f"{o}_conf"]["mean"]
+                       > max(erm[f"{o}_conf"]["std"], rc[f"{o}_conf"]["std"]) for o in oods}
+            ls_ok = m["rcad_ls"]["test_acc"]["mean"] >= m["ls"]["test_acc"]["mean"]
+            out.append({"problem": prob, "fraction": float(frac), "rcad_acc_ge_erm": acc_ok,
+                        **{f"rcad_{o}_conf_below_erm_by_1std": v for o, v in conf_ok.items()},
+                        "rcad_ls_acc_ge_ls": ls_ok})
+    return out
+
+
+def print_tables(results, seeds, steps):
+    for prob, r in results.items():
+        oods = r["ood"]
+        print(f"\n{prob} (D={r['dim']}, C={r['n_classes']}), MLP, mean ± std over {seeds} seeds, {steps} Adam steps")
+        hdr = f"{'frac':>5} {'n':>5} {'method':>15} | {'test acc':>13} | {'ECE':>13} | " + " | ".join(
+            f"{o + ' conf':>13}" for o in oods)
+        print(hdr)
+        print("-" * len(hdr))
+        for frac, fr in r["by_fraction"].items():
+            for method, s in fr["methods"].items():
+                cells = " | ".join(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}"
+                                   for k in ["test_acc", "ece"] + [f"{o}_conf" for o in oods])
+                print(f"{frac:>5} {fr['n_train']:>5} {method:>15} | {cells}")
+
+
+def readme_table(results):
+    """Markdown rows for the README (digits and the second problem)."""
+    lines = []
+    for prob, r in results.items():
+        oods = r["ood"]
+        lines.append(f"\n{prob}:\n")
+        lines.append("| train fraction (n) | method | test accuracy | ECE (15 bins) | "
+                     + " | ".join(f"max-prob on {o}" for o in oods) + " |")
+        lines.append("|---|---|---|---|" + "---|" * len(oods))
+        for frac, fr in r["by_fraction"].items():
+            for method, s in fr["methods"].items():
+                cells = " | ".join(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}"
+                                   for k in ["test_acc", "ece"] + [f"{o}_conf" for o in oods])
+                lines.append(f"| {frac} ({fr['n_train']}) | {method} | {cells} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- sweep
+def run_sweep(problems, fractions, seeds, steps, scales, weights, device, t0):
+    """Held-out (never test) measurement of ``step_scale`` x ``weight`` against ERM."""
+    out = {}
+    for prob in problems:
+        xtr, ytr, _, _, C, clamp, ood_test = load_problem(prob, device)
+        out[prob] = {}
+        for frac in fractions:
+            configs = {"erm": None, **{f"s{s}_w{w}": RCAD(step_scale=s, weight=w) for s in scales for w in weights}}
+            rows = {k: [] for k in configs}
+            for seed in range(seeds):
+                xs, ys = subsample(xtr.cpu(), ytr.cpu(), frac, torch.Generator().manual_seed(5000 + seed), C)
+                # split the training subset: 75 % fit, 25 % held out (at least one per class in the fit part)
+                fit = subsample_index(ys, 0.75, torch.Generator().manual_seed(7000 + seed), C)
+                keep = torch.ones(len(ys), dtype=torch.bool)
+                keep[fit] = False
+                xf, yf, xh, yh = xs[fit], ys[fit], xs[keep], ys[keep]
+                if prob == "digits":
+                    ood = {"noise": ood_test["noise"], "inverted": 1.0 - xh.to(device)}
+                else:
+                    g = torch.Generator().manual_seed(seed)
+                    sh = torch.stack([xh[torch.randperm(len(xh), generator=g), j] for j in range(xh.shape[1])], 1)
+                    ood = {"noise": ood_test["noise"], "shuffled": sh.to(device)}
+                for name, reg in configs.items():
+                    model = train("erm", xf.to(device), yf.to(device), C, seed, steps, 64, clamp, reg=reg)
+                    rows[name].append(evaluate(model, xh.to(device), yh.to(device), ood))
+            out[prob][str(frac)] = {k: summarize(v) for k, v in rows.items()}
+            print(f"sweep {prob} {frac} done ({time.time() - t0:.0f}s)", flush=True)
+            for k, s in out[prob][str(frac)].items():
+                print(f"  {k:>12}: " + "  ".join(f"{m} {v['mean']:.3f}±{v['std']:.3f}" for m, v in s.items()))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 seeds, 400 steps (CPU, < 5 min)")
+    ap.add_argument("--quick", action="store_true", help="2 seeds, fractions 0.05 and 0.25 (a smoke test)")
+    ap.add_argument("--sweep", action="store_true", help="held-out sweep of RCAD's step_scale and weight")
     ap.add_argument("--out", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--problems", default="digits,breast_cancer")
+    ap.add_argument("--scales", default="0.125,0.25,0.5,1,2", help="--sweep: step_scale grid")
+    ap.add_argument("--weights", default="0.2,0.5", help="--sweep: weight grid")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    seeds = args.seeds or (3 if args.quick else 10)
-    steps = 400 if args.quick else 1500
-    fractions = [0.05, 0.1, 0.25, 1.0] if args.quick else [0.05, 0.1, 0.25, 0.5, 1.0]
-    lin_steps = 600 if args.quick else 2000
+    problems = args.problems.split(",")
     out = out_dir("rcad_small_data", args.out)
     t0 = time.time()
 
-    xtr, ytr, xte, yte = load_split(device)
-    noise = torch.rand(1000, 64, generator=torch.Generator().manual_seed(123)).to(device)
-    digits = {}
-    for frac in fractions:
-        digits[str(frac)] = {}
-        for method in METHODS:
-            rows = []
-            for s in range(seeds):
-                xs, ys = subsample(xtr.cpu(), ytr.cpu(), frac, torch.Generator().manual_seed(1000 + s))
-                model = train(method, xs.to(device), ys.to(device), s, steps, 64, device)
-                rows.append(evaluate(model, xte, yte, noise))
-            digits[str(frac)][method] = summarize(rows)
-            digits[str(frac)][method]["n_train"] = len(ys)
-        print(f"fraction {frac} done ({time.time() - t0:.0f}s)", flush=True)
+    if args.sweep:
+        seeds = args.seeds or 5
+        scales = [float(v) for v in args.scales.split(",")]
+        weights = [float(v) for v in args.weights.split(",")]
+        sweep = run_sweep(problems, [0.05, 0.1, 0.25], seeds, args.steps, scales, weights, device, t0)
+        write_json(out / "sweep.json", {"benchmark": "rcad_small_data --sweep", "seeds": seeds,
+                                        "steps": args.steps, "scales": scales, "weights": weights,
+                                        "held_out": "25 % of each training subset; test split unused",
+                                        "results": sweep, "elapsed_s": time.time() - t0, "machine": machine()})
+        return sweep
 
-    lin_settings = {"erm": ("erm", 0.0), "rcad_a0.5": ("rcad", 0.5), "rcad_a2": ("rcad", 2.0),
-                    "rcad_a4": ("rcad", 4.0), "adv_l2_a2": ("adv", 2.0)}
-    linear = {name: summarize([linear_sim(m, s, a, steps=lin_steps) for s in range(seeds)])
-              for name, (m, a) in lin_settings.items()}
+    seeds = args.seeds or (2 if args.quick else 5)
+    fractions = [0.05, 0.25] if args.quick else [0.05, 0.1, 0.25, 1.0]
+    results = run_grid(problems, fractions, seeds, args.steps, device, t0)
     elapsed = time.time() - t0
-
-    # ---- print tables
-    print("\nload_digits, small MLP, mean ± std over", seeds, "seeds (", steps, "Adam steps )")
-    hdr = f"{'frac':>5} {'n':>5} {'method':>8} | {'test acc':>13} | {'ECE':>13} | {'noise conf':>13} | " \
-          f"{'inverted conf':>13}"
-    print(hdr)
-    print("-" * len(hdr))
-    for frac, by_m in digits.items():
-        for method, r in by_m.items():
-            cells = " | ".join(f"{r[k]['mean']:.3f} ± {r[k]['std']:.3f}"
-                               for k in ("test_acc", "ece", "ood_noise_conf", "ood_inverted_conf"))
-            print(f"{frac:>5} {r['n_train']:>5} {method:>8} | {cells}")
-    print("\nlinear/Gaussian spurious-feature simulation (n=40, D=200 noise dims, Bayes acc 0.841)")
-    for name, r in linear.items():
-        print(f"{name:>10}: test acc {r['test_acc']['mean']:.3f} ± {r['test_acc']['std']:.3f}, "
-              f"||w_s||/||w|| {r['spurious_weight_frac']['mean']:.3f} "
-              f"± {r['spurious_weight_frac']['std']:.3f}")
+    print_tables(results, seeds, args.steps)
+    checks = verdicts(results)
+    print("\ntargets (rcad = the new default):")
+    for c in checks:
+        print("  " + ", ".join(f"{k}={v}" for k, v in c.items()))
     print(f"\npaper (not comparable): {PAPER['claim']}")
-
-    result = {"benchmark": "rcad_small_data", "quick": args.quick, "seeds": seeds, "steps": steps,
-              "methods": METHODS, "digits": digits, "linear_sim": linear,
-              "linear_sim_setup": {"n": 40, "D": 200, "sigma_spurious": 0.3, "lambda": 0.5,
-                                   "steps": lin_steps, "bayes_acc": 0.5 * (1 + math.erf(1 / math.sqrt(2)))},
-              "ood": {"noise": "1000 i.i.d. U[0,1]^64 images", "inverted": "1 - x on the test digits"},
-              "paper": PAPER, "elapsed_s": elapsed, "machine": machine(),
-              "command": "python benchmarks/rcad_small_data.py" + (" --quick" if args.quick else "")}
+    cmd = "python benchmarks/rcad_small_data.py" + " ".join([""] + (argv if argv is not None else sys.argv[1:]))
+    result = {"benchmark": "rcad_small_data", "quick": args.quick, "seeds": seeds, "steps": args.steps,
+              "batch": 64, "methods": METHODS, "results": results, "targets": checks,
+              "readme_table": readme_table(results), "paper": PAPER, "elapsed_s": elapsed,
+              "machine": machine(), "command": cmd}
     write_json(out / "rcad_small_data.json", result)
-    plot(digits, linear, out / "rcad_small_data.png")
+    plot(results, out / "rcad_small_data.png")
+    print(f"elapsed {elapsed:.0f}s")
     return result
 
 
-def plot(digits, linear, path):
+def plot(results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fracs = list(digits)
-    x = [float(f) for f in fracs]
-    metrics = [("test_acc", "test accuracy"), ("ece", "ECE (15 bins)"),
-               ("ood_noise_conf", "max-prob on noise"), ("ood_inverted_conf", "max-prob on inverted digits")]
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4))
-    for ax, (k, title) in zip(axes, metrics):
-        for method in digits[fracs[0]]:
-            m = np.array([digits[f][method][k]["mean"] for f in fracs])
-            s = np.array([digits[f][method][k]["std"] for f in fracs])
-            ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=method)
-        ax.set_xscale("log")
-        ax.set_xlabel("fraction of training split")
-        ax.set_title(title)
-    axes[0].legend()
-    ax = axes[-1]
-    names = list(linear)
-    ax.bar(names, [linear[n]["test_acc"]["mean"] for n in names],
-           yerr=[linear[n]["test_acc"]["std"] for n in names], capsize=3)
-    ax.axhline(0.5 * (1 + math.erf(1 / math.sqrt(2))), color="k", ls="--", label="Bayes")
-    ax.set_ylim(0.5, 0.9)
-    ax.set_title("linear sim: test acc")
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend()
+    fig, axes = plt.subplots(len(results), 3, figsize=(16, 4 * len(results)), squeeze=False)
+    for row, (prob, r) in zip(axes, results.items()):
+        fracs = list(r["by_fraction"])
+        x = [float(f) for f in fracs]
+        metrics = [("test_acc", "test accuracy")] + [(f"{o}_conf", f"max-prob on {o}") for o in r["ood"]]
+        for ax, (k, title) in zip(row, metrics):
+            for method in METHODS:
+                m = np.array([r["by_fraction"][f]["methods"][method][k]["mean"] for f in fracs])
+                s = np.array([r["by_fraction"][f]["methods"][method][k]["std"] for f in fracs])
+                ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=method)
+            ax.set_xscale("log")
+            ax.set_xlabel("fraction of the training split")
+            ax.set_title(f"{prob}: {title}")
+        row[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
