@@ -13,6 +13,17 @@ Training follows the original PETS code (``dmbrl/modeling/models/BNN.py``):
 
 with the log-variance soft-bounded by learnable ``max_logvar``/``min_logvar``:
 ``logvar = max - softplus(max - logvar); logvar = min + softplus(logvar - min)``.
+
+Fused inference path (the planner's hot loop, issue 14). Under ``torch.no_grad`` on CPU, :meth:`predict` and
+:meth:`mean_and_var` run each member's layers through oneDNN's fused ``linear + bias + activation`` kernel
+(``torch.ops.mkldnn._linear_pointwise``) on cached transposed weights, instead of ``baddbmm`` on a broadcast
+bias copy followed by a separate activation pass: no bias copy, one pass over each hidden activation, and
+oneDNN's AVX-512 / AVX512-BF16 / AMX GEMMs. The input standardisation, the log-variance bounds, the sampling
+and the state update stay in float32; only the matrix products (and the stored hidden activations) use the
+matrix-product dtype, which is the parameter dtype unless :attr:`ProbabilisticEnsemble.matmul_dtype` is set
+(e.g. ``torch.bfloat16`` on a float32 model: bf16 products, float32 everything else). It equals the eager
+path (:meth:`forward`) within float rounding (tested); ``model.fused = False`` restores the eager path, which
+is also used whenever gradients are needed, on other devices and for float64/float16.
 """
 
 from __future__ import annotations
@@ -31,12 +42,33 @@ from mbrl.util.seeding import check_seed, make_generator
 from mbrl.util.serialization import load_state, save_state
 from mbrl.util.validation import as_tensor, check_int, check_threshold
 
-__all__ = ["PETS_WEIGHT_DECAY", "ProbabilisticEnsemble", "default_weight_decay"]
+__all__ = ["PETS_WEIGHT_DECAY", "ProbabilisticEnsemble", "default_weight_decay", "onednn_fused_available"]
 
 #: Per-layer L2 weight decays of the original PETS code (4 hidden layers + output layer).
 PETS_WEIGHT_DECAY: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
 
 _ACTIVATIONS = {"silu": F.silu, "swish": F.silu, "relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
+# oneDNN post-op names of the activations it fuses into the matrix product (elu runs as a separate pass).
+_ONEDNN_ATTR = {"silu": "swish", "swish": "swish", "relu": "relu", "tanh": "tanh"}
+_FUSED_DTYPES = (torch.float32, torch.bfloat16)
+_onednn_ok: bool | None = None
+
+
+def onednn_fused_available() -> bool:
+    """Whether this torch build has oneDNN's fused linear kernel (the CPU fused inference path)."""
+    global _onednn_ok
+    if _onednn_ok is None:
+        try:
+            op = torch.ops.mkldnn._linear_pointwise
+            ok = bool(torch.backends.mkldnn.is_available())
+            if ok:  # one tiny call: some builds register the op but cannot run it
+                x = torch.ones(2, 3)
+                ok = bool(torch.allclose(op(x, torch.ones(4, 3), torch.zeros(4), "none", [], ""),
+                                         torch.full((2, 4), 3.0)))
+        except (AttributeError, RuntimeError):
+            ok = False
+        _onednn_ok = ok
+    return _onednn_ok
 
 
 def default_weight_decay(n_hidden: int) -> tuple[float, ...]:
@@ -75,7 +107,15 @@ class ProbabilisticEnsemble(nn.Module):
         ensemble_size, obs_dim, act_dim: sizes ``E``, ``O``, ``A``.
         in_normalizer: standardises ``cat(obs, act)`` (``[O + A]`` statistics).
         out_normalizer: standardises the delta targets (``[O]`` statistics).
+        fused: use the fused CPU inference path in :meth:`predict` / :meth:`mean_and_var` when it applies
+            (module docstring; default True). Not saved with the model.
+        matmul_dtype: dtype of the matrix products on the fused path (``None``: the parameter dtype). Set
+            ``torch.bfloat16`` on a float32 model for bf16 products with float32 standardisation, sampling
+            and state update (the fast CPU planning mode on CPUs with AVX512-BF16 or AMX).
     """
+
+    fused: bool = True
+    matmul_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -150,6 +190,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.min_logvar = nn.Parameter(torch.full((1, 1, self.obs_dim), init_min_logvar))
         self.in_normalizer = Normalizer(self.obs_dim + self.act_dim)
         self.out_normalizer = Normalizer(self.obs_dim)
+        self._fused_cache: tuple | None = None
         self.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ hot path
@@ -171,6 +212,68 @@ class ProbabilisticEnsemble(nn.Module):
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
+
+    # ------------------------------------------------------------------ fused inference path
+    def _fused_dtype(self, x: torch.Tensor) -> torch.dtype | None:
+        """Matrix-product dtype of the fused path for input ``x``, or None when the eager path must run."""
+        if not self.fused or x.device.type != "cpu" or not onednn_fused_available():
+            return None
+        p = self.max_logvar
+        if torch.is_grad_enabled() and (p.requires_grad or x.requires_grad):
+            return None  # training / differentiating through the model: autograd needs the eager ops
+        mm = self.matmul_dtype if self.matmul_dtype is not None else p.dtype
+        if mm not in _FUSED_DTYPES or p.dtype not in _FUSED_DTYPES:
+            return None
+        return mm
+
+    def _fused_weights(self, mm: torch.dtype) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """Per layer: (``[out, in]`` contiguous weight per member in ``mm``, float32 ``[out]`` bias per member).
+
+        Cached; the cache is rebuilt when any parameter is replaced or modified in place (``_version``)."""
+        params = (*self.weights, *self.biases)
+        key = (mm, tuple((q.data_ptr(), q._version) for q in params))
+        cache = self._fused_cache
+        if cache is None or cache[0] != key:
+            layers = []
+            with torch.no_grad():
+                for w, b in zip(self.weights, self.biases):
+                    wt = w.detach().transpose(1, 2).to(mm).contiguous()            # [E, out, in]
+                    bf = b.detach().to(torch.float32).reshape(b.shape[0], -1)      # [E, out]
+                    layers.append((list(wt.unbind(0)), list(bf.unbind(0))))
+            self._fused_cache = cache = (key, layers)
+        return cache[1]
+
+    def _forward_fused(self, x_norm: torch.Tensor, mm: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on the fused path: ``x_norm[E, N, in]`` -> float32 ``(mean, logvar)`` ``[E, N, O]``."""
+        op = torch.ops.mkldnn._linear_pointwise
+        layers = self._fused_weights(mm)
+        attr = _ONEDNN_ATTR.get(self.activation)
+        n = len(layers) - 1
+        x = x_norm.to(mm)
+        outs = []
+        for e in range(self.ensemble_size):
+            h = x[e]
+            for i, (ws, bs) in enumerate(layers):
+                if i < n and attr is not None:
+                    h = op(h, ws[e], bs[e], attr, [], "")
+                else:
+                    h = op(h, ws[e], bs[e], "none", [], "")
+                    if i < n:
+                        h = self._act(h)
+            outs.append(h)
+        out = torch.stack(outs).to(torch.float32)
+        mean, logvar = out.split(self.obs_dim, dim=-1)
+        hi, lo = self.max_logvar.to(torch.float32), self.min_logvar.to(torch.float32)
+        logvar = hi - F.softplus(hi - logvar)
+        logvar = lo + F.softplus(logvar - lo)
+        return mean, logvar
+
+    def _mean_logvar(self, x_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused path when it applies (float32 outputs), else :meth:`forward` (parameter dtype)."""
+        mm = self._fused_dtype(x_norm)
+        if mm is None:
+            return self.forward(x_norm.to(self.max_logvar.dtype))
+        return self._forward_fused(x_norm, mm)
 
     def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return ``(obs, x_norm)``.
@@ -201,7 +304,7 @@ class ProbabilisticEnsemble(nn.Module):
             raise ValueError(f"act must have shape ({E}, {obs.shape[1]}, {self.act_dim}) or "
                              f"({obs.shape[1]}, {self.act_dim}), got {tuple(act.shape)}")
         x = self.in_normalizer.normalize(torch.cat([obs, act], dim=-1))
-        return obs, x.to(self.max_logvar.dtype)
+        return obs, x
 
     def predict(
         self,
@@ -221,7 +324,7 @@ class ProbabilisticEnsemble(nn.Module):
             ``[E, N, O]`` next observations in the dtype of ``obs`` (float32 if ``obs`` is not floating).
         """
         obs, x = self._inputs(obs, act)
-        mean, logvar = self.forward(x)
+        mean, logvar = self._mean_logvar(x)
         if not deterministic:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             mean = mean + torch.exp(0.5 * logvar) * noise
@@ -238,7 +341,7 @@ class ProbabilisticEnsemble(nn.Module):
             is ``mean_next_obs.var(0)``; ``var`` is each member's aleatoric variance.
         """
         obs, x = self._inputs(obs, act)
-        mean, logvar = self.forward(x)
+        mean, logvar = self._mean_logvar(x)
         out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
         mean_next = (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
         var = (torch.exp(logvar) * self.out_normalizer.std.square()).to(out_dtype)

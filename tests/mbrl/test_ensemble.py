@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mbrl.buffer import ReplayBuffer
-from mbrl.models import Normalizer, ProbabilisticEnsemble, default_weight_decay
+from mbrl.models import Normalizer, ProbabilisticEnsemble, default_weight_decay, onednn_fused_available
 from mbrl.util.seeding import make_generator
 
 O, A, E = 3, 2, 4
@@ -318,3 +319,148 @@ def test_cuda_fit_predict_save_load(tmp_path):
         fast = model.to(torch.bfloat16).predict(obs[:8].cuda(), act[:8].cuda(), deterministic=True).cpu()
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     assert float((fast - ref).abs().max()) < 0.05
+
+
+# --------------------------------------------------------------------------- fused inference path (issue 14)
+needs_onednn = pytest.mark.skipif(not onednn_fused_available(), reason="torch build without oneDNN's fused linear")
+
+
+def _fitted(seed: int = 0, **kw) -> ProbabilisticEnsemble:
+    model = _small(seed=seed, **kw)
+    obs, act, nxt = _data(200, seed=seed)
+    model.fit((obs * 2 + 5, act, nxt * 2 + 5), epochs=2, progress=False, seed=seed)
+    return model
+
+
+def _both(model, fn):
+    """``fn(model)`` on the eager path and on the fused path (restoring the model's setting)."""
+    old = model.fused
+    try:
+        model.fused = False
+        ref = fn(model)
+        model.fused = True
+        got = fn(model)
+    finally:
+        model.fused = old
+    return ref, got
+
+
+@needs_onednn
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "elu"])
+def test_fused_predict_equals_eager_on_a_fixed_seed(activation):
+    model = _fitted(activation=activation)
+    g = torch.Generator().manual_seed(3)
+    obs, act = torch.randn(E, 50, O, generator=g) * 2 + 5, torch.rand(E, 50, A, generator=g) * 2 - 1
+    with torch.no_grad():
+        ref, got = _both(model, lambda m: m.predict(obs, act, generator=torch.Generator().manual_seed(7)))
+        (rm, rv), (gm, gv) = _both(model, lambda m: m.mean_and_var(obs, act))
+        rd, gd = _both(model, lambda m: m.predict(obs[0], act[0], deterministic=True))
+    assert model._fused_cache is not None  # the fused path did run
+    assert got.dtype == ref.dtype == torch.float32 and got.shape == (E, 50, O)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gm, rm, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gv, rv, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(gd, rd, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@settings(max_examples=12, deadline=None)
+@given(E_=st.integers(1, 6), n=st.integers(1, 40), width=st.integers(1, 24), depth=st.integers(1, 3),
+       seed=st.integers(0, 1000))
+def test_fused_forward_equals_eager_for_any_shape(E_, n, width, depth, seed):
+    model = ProbabilisticEnsemble(O, A, ensemble_size=E_, hidden=(width,) * depth, seed=seed)
+    with torch.no_grad():
+        for w in model.biases:  # nonzero biases, so that a dropped bias would show
+            w.normal_(generator=torch.Generator().manual_seed(seed))
+        x = torch.randn(E_, n, O + A, generator=torch.Generator().manual_seed(seed + 1)) * 3
+        ref = model.forward(x)
+        got = model._forward_fused(x, torch.float32)
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_, r, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_fused_weight_cache_follows_in_place_updates_and_refits():
+    model = _fitted()
+    obs, act = torch.randn(30, O), torch.rand(30, A)
+    with torch.no_grad():
+        before = model.predict(obs, act, deterministic=True)
+        for w in (*model.weights, *model.biases):
+            w[1] += 0.05  # in place: same storage, new version
+        ref, got = _both(model, lambda m: m.predict(obs, act, deterministic=True))
+    assert not torch.allclose(got, before)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    model.fit(_data(100, seed=4), epochs=1, progress=False)
+    with torch.no_grad():
+        ref, got = _both(model, lambda m: m.predict(obs, act, deterministic=True))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_with_gradients_uses_the_differentiable_path():
+    model = _fitted()
+    obs = torch.randn(6, O, requires_grad=True)
+    out = model.predict(obs, torch.rand(6, A), deterministic=True)
+    out.sum().backward()
+    assert obs.grad is not None and bool(torch.isfinite(obs.grad).all())
+    assert model.weights[0].grad is not None
+
+
+@needs_onednn
+def test_fused_mpc_plans_equal_eager_plans_on_a_fixed_seed():
+    from mbrl.agent import MPCAgent
+    from mbrl.planning import CEM
+
+    model = _fitted()
+
+    def reward(o, a, n):
+        return -(n - 5.0).square().sum(-1) - 0.1 * a.square().sum(-1)
+
+    def plan(fused):
+        model.fused = fused
+        agent = MPCAgent(model, reward, None, -torch.ones(A), torch.ones(A), horizon=5, particles=4,
+                         optimizer=CEM(population=40, elites=5, iterations=3, alpha=0.1), seed=11)
+        return agent.plan(torch.full((O,), 4.0))
+
+    try:
+        ref, got = plan(False), plan(True)
+    finally:
+        model.fused = True
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+def test_bf16_matmul_mode_is_finite_close_and_keeps_float32_states():
+    model = _fitted()
+    g = torch.Generator().manual_seed(5)
+    obs, act = torch.randn(E, 64, O, generator=g) * 2 + 5, torch.rand(E, 64, A, generator=g) * 2 - 1
+    copy16 = _fitted().to(torch.bfloat16)  # the agent's bf16 copy: bf16 parameters, fed bf16 states
+    with torch.no_grad():
+        ref = model.predict(obs, act, deterministic=True)
+        model.matmul_dtype = torch.bfloat16
+        got = model.predict(obs, act, deterministic=True)
+        sampled = model.predict(obs, act, generator=torch.Generator().manual_seed(1))
+        got16 = copy16.predict(obs.bfloat16(), act.bfloat16(), deterministic=True)
+    model.matmul_dtype = None
+    assert got.dtype == torch.float32 and got16.dtype == torch.bfloat16
+    assert bool(torch.isfinite(got).all() & torch.isfinite(sampled).all() & torch.isfinite(got16).all())
+    assert model._fused_cache is not None and copy16._fused_cache is not None
+    scale = float((ref - obs).abs().mean())
+    assert float((got - ref).abs().max()) < 0.05 * scale
+    # bf16 states: the result is rounded to bf16 (8 bits), on top of the products' error
+    assert float((got16.float() - ref).abs().max()) < 0.05 * scale + 2 ** -7 * float(ref.abs().max())
+
+
+@needs_onednn
+def test_bf16_planning_returns_finite_in_bounds_actions():
+    from mbrl.agent import MPCAgent
+    from mbrl.planning import CEM
+
+    low, high = -torch.ones(A), torch.ones(A)
+    for dtype, mm in ((torch.bfloat16, None), (torch.float32, torch.bfloat16)):
+        model = _fitted()
+        model.matmul_dtype = mm
+        agent = MPCAgent(model, lambda o, a, n: -n.square().sum(-1), None, low, high, horizon=4, particles=3,
+                         optimizer=CEM(population=24, elites=4, iterations=2, alpha=0.1), dtype=dtype, seed=0)
+        for _ in range(2):
+            a = agent.act(np.full(O, 5.0, dtype=np.float32))
+            assert a.shape == (A,) and np.isfinite(a).all() and (a >= -1).all() and (a <= 1).all()
