@@ -1,14 +1,28 @@
-"""Seconds per MPC action against the matrix-product floor measured in the same run.
+"""Seconds per MPC action against the matrix-product floor and mbrl-lib, measured side by side in one run.
 
 Canonical PETS configuration (design.md): 5 members, 4 x 200 SiLU, CEM population 500, 50 elites,
 5 iterations, horizon 30, 20 particles, TS-inf. Every action costs ``iterations * horizon`` ensemble
 forwards over ``population * particles`` rows. The *floor* is the time of exactly those batched matrix
 products alone (``torch.bmm`` per layer, fp32 with TF32 off, same shapes, same count, nothing else),
 so ``action_time / floor`` says how much the rest of the planner (sampling, activations, rewards,
-elite selection, Python) costs on top of the unavoidable arithmetic.
+elite selection, Python) costs on top of the arithmetic. On CPU the same products through oneDNN (the
+kernel of the fused path, ``torch.ops.mkldnn._linear_pointwise`` per member, no bias, no activation) are
+reported as a second floor: on CPUs where MKL's ``bmm`` does not use AVX-512 (e.g. AMD) it is faster.
 
-    python benchmarks/planner_speed.py --device cuda            # canonical configuration
-    python benchmarks/planner_speed.py --quick                  # CPU-sized configuration
+Modes (``--modes``):
+    fp32-eager   the eager model path (``model.fused = False``: ``baddbmm`` on a broadcast bias + SiLU)
+    fp32         the fused inference path of ``ProbabilisticEnsemble`` (mbrl/models/ensemble.py)
+    bf16         ``MPCAgent(dtype=torch.bfloat16)``: a bf16 model copy, states fed to it in bf16
+    bf16-matmul  float32 agent and states, ``model.matmul_dtype = torch.bfloat16`` (bf16 products only)
+
+Every round times, in turn, the floor(s), one action of each mode and, with ``--anchor``, one action of
+mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` (same configuration, run by ``benchmarks/_mbrl_lib_anchor.py`` in
+the interpreter of ``.venv-mbrllib``, built by ``make mbrl-lib-env``) and the floor in that process. Ratios
+are taken within each round and their median is reported, so a loaded machine slows all of them alike.
+
+    OMP_NUM_THREADS=2 python benchmarks/planner_speed.py --anchor --rounds 3       # CPU, canonical
+    python benchmarks/planner_speed.py --device cuda                               # GPU
+    python benchmarks/planner_speed.py --quick --profile                           # small, with op profiles
 
 Writes ``results/planner_speed/planner_speed.json`` and ``.png``.
 """
@@ -16,6 +30,9 @@ Writes ``results/planner_speed/planner_speed.json`` and ``.png``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import machine, out_dir, write_json  # noqa: E402
+from _mbrl_lib_anchor import matmul_floor  # noqa: E402
 
 from mbrl.agent import MPCAgent  # noqa: E402
-from mbrl.models import ProbabilisticEnsemble  # noqa: E402
+from mbrl.models import ProbabilisticEnsemble, onednn_fused_available  # noqa: E402
 from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
 
@@ -35,6 +53,9 @@ CANONICAL = dict(ensemble=5, hidden=(200, 200, 200, 200), population=500, elites
                  horizon=30, particles=20)
 QUICK = dict(ensemble=5, hidden=(200, 200, 200, 200), population=100, elites=10, iterations=3,
              horizon=15, particles=5)
+MODES = ("fp32-eager", "fp32", "bf16", "bf16-matmul")
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_PY = ROOT / ".venv-mbrllib" / "bin" / "python"
 
 
 def _sync(device: torch.device) -> None:
@@ -42,76 +63,115 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_floor(in_dim: int, out_dim: int, cfg: dict, device: torch.device, repeats: int,
-                 graph: bool = False) -> float:
-    """Seconds for the batched products of one action: iterations * horizon forwards, fp32, no TF32.
-
-    ``graph=True`` (CUDA): the products replayed from a CUDA graph, i.e. their GPU time alone."""
+def onednn_floor(in_dim: int, out_dim: int, cfg: dict, dtype: torch.dtype) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds for one action's products through oneDNN (CPU): per member, no bias."""
+    op = torch.ops.mkldnn._linear_pointwise
     e, rows = cfg["ensemble"], cfg["population"] * cfg["particles"]
     dims = [in_dim, *cfg["hidden"], 2 * out_dim]
     per = -(-rows // e)
-    ws = [torch.randn(e, a, b, device=device) * 0.05 for a, b in zip(dims[:-1], dims[1:])]
-    xs = [torch.randn(e, per, a, device=device) for a in dims[:-1]]
-    outs = [torch.empty(e, per, b, device=device) for b in dims[1:]]
+    ws = [[(torch.randn(b, a) * 0.05).to(dtype) for _ in range(e)] for a, b in zip(dims[:-1], dims[1:])]
+    xs = [[torch.randn(per, a).to(dtype) for _ in range(e)] for a in dims[:-1]]
     steps = cfg["iterations"] * cfg["horizon"]
 
     def one_action():
         for _ in range(steps):
-            for x, w, o in zip(xs, ws, outs):
-                torch.bmm(x, w, out=o)
+            for x, w in zip(xs, ws):
+                for m in range(e):
+                    op(x[m], w[m], None, "none", [], "")
 
-    run = one_action
-    if graph and device.type == "cuda":  # the products' GPU time alone, without launch overhead
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            one_action()
-        torch.cuda.current_stream(device).wait_stream(side)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            one_action()
-        run = g.replay
-    run()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    one_action()
+    t0, c0 = time.perf_counter(), time.process_time()
+    one_action()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def action_time(task, cfg: dict, dtype: torch.dtype, device: torch.device, repeats: int, seed: int = 0,
-                cuda_graphs: bool | None = None) -> dict:
+def make_agent(task, cfg: dict, mode: str, device: torch.device, seed: int = 0,
+               cuda_graphs: bool | None = None) -> MPCAgent:
+    """The MPC agent of ``mode`` (module docstring) on a model with normalisers fitted to a little random data."""
     model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, ensemble_size=cfg["ensemble"], hidden=cfg["hidden"],
                                   device=device, seed=seed)
-    # normalisers from a little random data so the forward is the trained-model forward
     g = torch.Generator().manual_seed(seed)
     n = 256
     obs = torch.randn(n, task.obs_dim, generator=g)
     act = torch.rand(n, task.act_dim, generator=g) * 2 - 1
     model.fit((obs, act, obs + 0.01 * torch.randn(n, task.obs_dim, generator=g)), epochs=1, progress=False)
+    model.fused = mode != "fp32-eager"
+    if mode == "bf16-matmul":
+        model.matmul_dtype = torch.bfloat16
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float32
     opt = CEM(population=cfg["population"], elites=cfg["elites"], iterations=cfg["iterations"], alpha=0.1)
-    agent = MPCAgent(model, task.reward_fn, task.termination_fn, task.action_low, task.action_high, optimizer=opt,
-                     horizon=cfg["horizon"], particles=cfg["particles"], propagation="ts_inf", dtype=dtype,
-                     device=device, seed=seed, cuda_graphs=cuda_graphs)
-    env = task.make_env()
-    o, _ = env.reset(seed=seed)
-    agent.act(o)  # warm-up (allocations, kernels, graphs)
-    agent.act(o)
+    return MPCAgent(model, task.reward_fn, task.termination_fn, task.action_low, task.action_high, optimizer=opt,
+                    horizon=cfg["horizon"], particles=cfg["particles"], propagation="ts_inf", dtype=dtype,
+                    device=device, seed=seed, cuda_graphs=cuda_graphs)
+
+
+def time_act(agent: MPCAgent, obs, device: torch.device, task) -> tuple[float, float, bool]:
+    """``(wall seconds, process CPU seconds, action finite and in bounds)`` of one ``agent.act``."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    a = np.asarray(agent.act(obs))
     _sync(device)
-    times, actions = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a = agent.act(o)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-        actions.append(np.asarray(a))
-    env.close()
-    return {"seconds_per_action": float(np.median(times)), "all": times,
-            "finite_and_in_bounds": bool(all(np.isfinite(x).all() and (x >= task.action_low - 1e-6).all()
-                                             and (x <= task.action_high + 1e-6).all() for x in actions))}
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    ok = bool(np.isfinite(a).all() and (a >= task.action_low - 1e-6).all() and (a <= task.action_high + 1e-6).all())
+    return dt, dc, ok
+
+
+class Anchor:
+    """mbrl-lib's planner in its own interpreter (benchmarks/_mbrl_lib_anchor.py)."""
+
+    def __init__(self, task, cfg: dict, device: torch.device, python: Path = ANCHOR_PY):
+        if not Path(python).exists():
+            raise FileNotFoundError(f"{python} not found: run `make mbrl-lib-env` first")
+        spec = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                "obs_dim": task.obs_dim, "act_dim": task.act_dim, "device": str(device),
+                "action_low": np.asarray(task.action_low, float).tolist(),
+                "action_high": np.asarray(task.action_high, float).tolist(), "warmup": 2}
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        # cwd outside the repository, so that `import mbrl` finds mbrl-lib and not this project
+        self.proc = subprocess.Popen([str(python), str(Path(__file__).resolve().parent / "_mbrl_lib_anchor.py"),
+                                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd="/", env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"mbrl-lib anchor exited (code {self.proc.poll()})")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+_GROUPS = {"matrix products": ("baddbmm", "bmm", "addmm", "mm", "_linear_pointwise", "matmul", "linear"),
+           "activation": ("silu", "relu", "tanh", "elu"), "bias broadcast copy": ("copy_",)}
+
+
+def profile_act(agent: MPCAgent, obs, top: int = 12) -> dict:
+    """Per-op split (self CPU time) of one ``agent.act`` with ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        agent.act(obs)
+    rows = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
+    total = sum(r[1] for r in rows) or 1.0
+    rows.sort(key=lambda r: -r[1])
+    groups = {g: 0.0 for g in (*_GROUPS, "other")}
+    for key, t, _ in rows:
+        name = key.split("::")[-1]
+        g = next((g for g, names in _GROUPS.items() if name in names), "other")
+        groups[g] += t / total
+    return {"total_self_cpu_s": total / 1e6, "groups": groups,
+            "top": [{"op": k, "self_share": t / total, "calls": c} for k, t, c in rows[:top]]}
 
 
 def main(argv=None) -> dict:
@@ -119,8 +179,10 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="CPU-sized configuration instead of the canonical one")
     p.add_argument("--task", default="HalfCheetah-v5", help="task whose reward/termination and sizes are used")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="planner precisions to time")
-    p.add_argument("--repeats", type=int, default=5, help="timed actions per setting (median reported)")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="planner modes to time")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (one action per mode per round)")
+    p.add_argument("--anchor", action="store_true", help="also time mbrl-lib 0.2.0 (make mbrl-lib-env)")
+    p.add_argument("--profile", action="store_true", help="torch.profiler split of one action per mode")
     p.add_argument("--out", default=None, help="output folder (default results/planner_speed)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
@@ -128,26 +190,89 @@ def main(argv=None) -> dict:
     torch.backends.cudnn.allow_tf32 = False
     cfg = QUICK if a.quick else CANONICAL
     task = make_task(a.task)
-    floor = matmul_floor(task.obs_dim + task.act_dim, task.obs_dim, cfg, device, a.repeats)
+    in_dim, out_dim = task.obs_dim + task.act_dim, task.obs_dim
+    cpu_dnn = device.type == "cpu" and onednn_fused_available()
+
+    agents = {m: make_agent(task, cfg, m, device) for m in a.modes}
+    env = task.make_env()
+    obs, _ = env.reset(seed=0)
+    env.close()
+    for ag in agents.values():  # warm-up (allocations, weight caches, kernels, graphs)
+        ag.act(obs)
+        ag.act(obs)
+    anchor = Anchor(task, cfg, device) if a.anchor else None
+
+    # name -> [(wall, cpu) per round]
+    rec: dict[str, list] = {"floor": [], **({"onednn fp32 floor": [], "onednn bf16 floor": []} if cpu_dnn else {}),
+                            **{m: [] for m in a.modes}, **({"mbrl-lib": [], "mbrl-lib floor": []} if anchor else {})}
+    ok = {m: True for m in (*a.modes, *(["mbrl-lib"] if anchor else []))}
+    for r in range(a.rounds):
+        rec["floor"].append(matmul_floor(in_dim, out_dim, cfg, device, 1, cpu_time=True))
+        if cpu_dnn:
+            rec["onednn fp32 floor"].append(onednn_floor(in_dim, out_dim, cfg, torch.float32))
+            rec["onednn bf16 floor"].append(onednn_floor(in_dim, out_dim, cfg, torch.bfloat16))
+        for m, ag in agents.items():
+            dt, dc, good = time_act(ag, obs, device, task)
+            rec[m].append((dt, dc))
+            ok[m] &= good
+            if anchor and m == a.modes[0]:  # mbrl-lib right after our first mode: same load
+                ans = anchor.ask("act")
+                rec["mbrl-lib"].append((ans["seconds"], ans["cpu_seconds"]))
+                ok["mbrl-lib"] &= ans["finite_and_in_bounds"]
+        if anchor:
+            ans = anchor.ask("floor")
+            rec["mbrl-lib floor"].append((ans["seconds"], ans["cpu_seconds"]))
+        print(f"round {r + 1}/{a.rounds} (wall ms): " + ", ".join(f"{k} {v[-1][0] * 1e3:.0f}" for k, v in rec.items()),
+              flush=True)
+    anchor_info = anchor.info if anchor else None
+    if anchor:
+        anchor.close()
+
     res = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, "task": a.task,
-           "device": str(device), "machine": machine(), "fp32_matmul_floor_s": floor, "modes": {}}
-    print(f"fp32 matrix-product floor (eager products): {floor * 1e3:.2f} ms per action")
-    if device.type == "cuda":
-        gfloor = matmul_floor(task.obs_dim + task.act_dim, task.obs_dim, cfg, device, a.repeats, graph=True)
-        res["fp32_matmul_floor_graphed_s"] = gfloor
-        print(f"fp32 matrix-product floor (products replayed from a CUDA graph): {gfloor * 1e3:.2f} ms per action")
-    graph_modes = [None] if device.type != "cuda" else [False, True]
-    for name in a.dtypes:
-        for g in graph_modes:
-            label = name if g is None else f"{name}{'+graphs' if g else ' eager'}"
-            r = action_time(task, cfg, getattr(torch, name), device, a.repeats, cuda_graphs=g)
-            r["ratio_to_fp32_floor"] = r["seconds_per_action"] / floor
-            if "fp32_matmul_floor_graphed_s" in res:
-                r["ratio_to_graphed_floor"] = r["seconds_per_action"] / res["fp32_matmul_floor_graphed_s"]
-            res["modes"][label] = r
-            extra = f", {r['ratio_to_graphed_floor']:.2f} x graphed floor" if "ratio_to_graphed_floor" in r else ""
-            print(f"{label:>16}: {r['seconds_per_action'] * 1e3:.2f} ms per action = "
-                  f"{r['ratio_to_fp32_floor']:.2f} x floor{extra} (finite & in bounds: {r['finite_and_in_bounds']})")
+           "device": str(device), "machine": machine(), "threads": torch.get_num_threads(),
+           "load_average": os.getloadavg(), "rounds": a.rounds, "raw_seconds_wall_cpu": rec,
+           "anchor": anchor_info, "finite_and_in_bounds": ok, "clocks": {}}
+    for ci, clock in enumerate(("wall", "cpu")):
+        def col(k, ci=ci):
+            return np.asarray([x[ci] for x in rec[k]])
+
+        floor = col("floor")
+        tab = {}
+        for k in rec:
+            t = col(k)
+            row = {"seconds": float(np.median(t)), "x_fp32_floor": float(np.median(t / floor))}
+            if cpu_dnn:
+                row["x_onednn_fp32_floor"] = float(np.median(t / col("onednn fp32 floor")))
+            if anchor and k in a.modes:
+                row["x_mbrl_lib"] = float(np.median(t / col("mbrl-lib")))
+            if k == "mbrl-lib":
+                row["x_own_process_floor"] = float(np.median(t / col("mbrl-lib floor")))
+            tab[k] = row
+        res["clocks"][clock] = tab
+        what = "wall clock" if clock == "wall" else "process CPU time (all threads)"
+        print(f"\n{a.task}, {device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
+              f"{a.rounds} alternating rounds, {what} (medians; ratios taken within each round)")
+        print(f"{'':>18} | {'ms per action':>13} | {'x fp32 floor':>12} | {'x oneDNN floor':>14} | "
+              f"{'x mbrl-lib':>10} | ok")
+        for k, row in tab.items():
+            if k == "mbrl-lib floor":
+                continue
+            dnn = f"{row['x_onednn_fp32_floor']:14.2f}" if "x_onednn_fp32_floor" in row else " " * 14
+            vs = f"{row['x_mbrl_lib']:10.2f}" if "x_mbrl_lib" in row else " " * 10
+            print(f"{k:>18} | {row['seconds'] * 1e3:13.1f} | {row['x_fp32_floor']:12.2f} | {dnn} | {vs} | "
+                  f"{ok.get(k, '')}")
+        if anchor:
+            print(f"(mbrl-lib: {tab['mbrl-lib']['x_own_process_floor']:.2f} x the floor measured in its own process)")
+
+    if a.profile:
+        res["profile"] = {}
+        for m, ag in agents.items():
+            prof = profile_act(ag, obs)
+            res["profile"][m] = prof
+            print(f"\nprofile of one action, {m} (self CPU {prof['total_self_cpu_s']:.2f} s): " +
+                  ", ".join(f"{g} {s * 100:.0f}%" for g, s in prof["groups"].items()))
+            for row in prof["top"]:
+                print(f"    {row['op']:<34} {row['self_share'] * 100:5.1f}%  {row['calls']:6d} calls")
     out = out_dir("planner_speed", a.out)
     write_json(out / "planner_speed.json", res)
     _plot(res, out / "planner_speed.png")
@@ -157,15 +282,16 @@ def main(argv=None) -> dict:
 def _plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    names = ["fp32 floor", *res["modes"]]
-    vals = [res["fp32_matmul_floor_s"] * 1e3, *[m["seconds_per_action"] * 1e3 for m in res["modes"].values()]]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar(names, vals, color=["0.6", "C0", "C1", "C2", "C3", "C4"][: len(names)])
+    tab = res["clocks"]["wall"]
+    names = [k for k in tab if k != "mbrl-lib floor"]
+    vals = [tab[k]["seconds"] * 1e3 for k in names]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.bar(names, vals, color=[f"C{i}" if i else "0.6" for i in range(len(names))])
     ax.tick_params(axis="x", labelsize=7, rotation=20)
     for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("ms per action")
-    ax.set_title(f"MPC action time on {res['device']}", fontsize=9)
+        ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("ms per action (median)")
+    ax.set_title(f"MPC action time, {res['device']}, {res['threads']} threads", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
