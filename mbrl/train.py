@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from mbrl.agent import MPCAgent
 from mbrl.buffer import ReplayBuffer
 from mbrl.models import ProbabilisticEnsemble
 from mbrl.planning import CEM, ICEM, MPPI
-from mbrl.tasks import make_task
+from mbrl.tasks import Task, make_task
 from mbrl.util.serialization import atomic_write_text, load_state, save_state
+from mbrl.util.validation import check_int, check_threshold
 
-__all__ = ["PETSConfig", "PRESETS", "run_pets", "main"]
+__all__ = ["EpisodeEnd", "PETSConfig", "PRESETS", "episode_seed", "run_pets", "main"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,73 @@ class PETSConfig:
     buffer_capacity: int = 1_000_000
     dtype: str = "float32"  # or "bfloat16" (planner's fast mode)
 
+    def __post_init__(self):
+        """Reject bad fields at construction (``ValueError`` naming the field), not after the warm-up."""
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (tuple, list)) or not self.hidden:
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        object.__setattr__(self, "hidden",
+                           tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(self.hidden)))
+        ints = {"ensemble_size": 1, "epochs_per_episode": 0, "batch_size": 1, "population": 1, "elites": 1,
+                "iterations": 1, "horizon": 1, "particles": 1, "warmup_episodes": 0, "warmup_steps": 0,
+                "episodes": 0, "buffer_capacity": 1}
+        for name, low in ints.items():
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low=low))
+        if self.max_episode_steps is not None:
+            object.__setattr__(self, "max_episode_steps", check_int("max_episode_steps", self.max_episode_steps,
+                                                                     low=1))
+        if self.elites > self.population:
+            raise ValueError(f"elites must be <= population ({self.population}), got {self.elites}")
+        check_threshold("lr", self.lr, low=0.0, high=1e6, inclusive=False)
+        check_threshold("holdout", self.holdout, low=0.0, high=1.0)
+        if self.holdout >= 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+        check_threshold("alpha", self.alpha, low=0.0, high=1.0)
+        choices = {"optimizer": ("cem", "icem", "mppi"), "propagation": ("ts_inf", "ts_1", "expectation"),
+                   "dtype": ("float32", "bfloat16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.warmup_episodes + self.episodes < 1:
+            raise ValueError("episodes + warmup_episodes must be >= 1")
+
     def replace(self, **kw) -> PETSConfig:
         return dataclasses.replace(self, **kw)
+
+
+@dataclass
+class EpisodeEnd:
+    """What an episode-end callback of :func:`run_pets` receives (one object per finished episode).
+
+    Fields:
+        episode: index ``k`` of the episode (0-based; the first ``warmup_episodes`` are random).
+        phase: ``"random"`` (warm-up) or ``"mpc"``.
+        row: this episode's log row (a dict, already in the returned log); callbacks may add JSON-able
+            entries (e.g. ``row["success"]``), which are then written to ``log.jsonl``.
+        obs, act, next_obs: ``[T, O]``, ``[T, A]``, ``[T, O]`` numpy arrays of the episode's transitions
+            (for a warm-up spanning several env episodes, all of them); reward ``[T]``, terminated
+            ``[T]``, truncated ``[T]``; infos: the ``T`` info dicts of ``env.step``.
+        task, config, seed: the run's task, :class:`PETSConfig` and seed.
+        model, buffer: the dynamics ensemble (fitted before this episode, except during the warm-up) and the
+            replay buffer (this episode included).
+        agent: the episode's :class:`~mbrl.agent.MPCAgent` (``None`` during the warm-up).
+    """
+
+    episode: int
+    phase: str
+    row: dict
+    obs: np.ndarray
+    act: np.ndarray
+    next_obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    infos: list
+    task: object
+    config: PETSConfig
+    seed: int
+    model: object
+    buffer: ReplayBuffer
+    agent: object | None
 
 
 # Per-task presets: "paper" follows the PETS code where the task is in it (design.md table);
@@ -95,7 +161,8 @@ PRESETS: dict[str, dict[str, PETSConfig]] = {
 }
 
 
-def _episode_seed(seed: int, episode: int) -> int:
+def episode_seed(seed: int, episode: int) -> int:
+    """The seed of every random draw of episode ``episode`` of a run seeded ``seed``."""
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
 
@@ -109,16 +176,22 @@ def _make_optimizer(cfg: PETSConfig):
     raise ValueError(f"optimizer must be 'cem', 'icem' or 'mppi', got {cfg.optimizer!r}")
 
 
-def _run_episode(env, policy, seed: int, max_steps: int, buffer: ReplayBuffer, min_steps: int = 0) -> dict:
-    """One episode (the return is the first episode's); with ``min_steps``, keep resetting until reached."""
+def _run_episode(env, policy, seed: int, max_steps: int, buffer: ReplayBuffer, min_steps: int = 0
+                 ) -> tuple[dict, dict]:
+    """One episode (the return is the first episode's); with ``min_steps``, keep resetting until reached.
+
+    Returns the log statistics and the transitions (numpy arrays and the ``info`` dicts)."""
     obs, _ = env.reset(seed=seed)
     ret, steps, t0, first = 0.0, 0, time.perf_counter(), True
+    tr: dict[str, list] = {k: [] for k in ("obs", "act", "next_obs", "reward", "terminated", "truncated", "infos")}
     while True:
         ep_steps = 0
         while ep_steps < max_steps:
             act = policy(obs)
-            nxt, rew, term, trunc, _ = env.step(act)
+            nxt, rew, term, trunc, info = env.step(act)
             buffer.add(obs, act, nxt, float(rew), bool(term), bool(trunc))
+            for k, v in zip(tr, (obs, act, nxt, float(rew), bool(term), bool(trunc), info)):
+                tr[k].append(v)
             ret += float(rew) if first else 0.0
             steps += 1
             ep_steps += 1
@@ -129,11 +202,13 @@ def _run_episode(env, policy, seed: int, max_steps: int, buffer: ReplayBuffer, m
         if steps >= min_steps:
             break
         obs, _ = env.reset()
-    return {"return": ret, "steps": steps, "seconds": time.perf_counter() - t0}
+    arrays = {k: np.asarray(v) for k, v in tr.items() if k != "infos"}
+    arrays["infos"] = tr["infos"]
+    return {"return": ret, "steps": steps, "seconds": time.perf_counter() - t0}, arrays
 
 
 def run_pets(
-    task: str = "InvertedPendulum-v5",
+    task: str | Task = "InvertedPendulum-v5",
     config: PETSConfig | None = None,
     out_dir: str | Path | None = None,
     seed: int = 0,
@@ -143,18 +218,40 @@ def run_pets(
     progress: bool = True,
     constraints: Sequence = (),
     reward_shapers: Sequence = (),
+    callbacks: Sequence[Callable[[EpisodeEnd], bool | None]] = (),
 ) -> list[dict]:
     """Run PETS on ``task`` and return the per-episode log (a list of dicts).
 
     Args:
+        task: a task name (see :func:`mbrl.tasks.make_task`) or a :class:`~mbrl.tasks.base.Task`.
         config: hyper-parameters (default: the task's "quick" preset).
         out_dir: where ``log.jsonl``, ``log.csv`` and ``checkpoint/`` go (nothing is written if ``None``).
-        resume: continue from ``out_dir/checkpoint`` (bit-identical to an uninterrupted run).
-        stop_after: stop after this many episodes in this call (to test resuming).
+        resume: continue from ``out_dir/checkpoint`` (bit-identical to an uninterrupted run when the
+            callbacks keep no state of their own; stateful callbacks, e.g. a MURAL reward, must be saved
+            and restored by their owner).
+        stop_after: stop after this many episodes in this call (to test resuming), ``>= 0``.
         constraints, reward_shapers: passed to :class:`mbrl.agent.MPCAgent` (design.md contracts).
+        callbacks: episode-end hooks ``callback(end: EpisodeEnd) -> bool | None``, called in order after
+            every episode (warm-up included), after its row is appended to the log and before the logs and
+            the checkpoint are written. Returning ``False`` stops the run after this episode (the
+            Stable-Baselines3 convention). Typical use: retrain a reward shaper on the episode's states,
+            ``lambda end: shaper.update(end.next_obs)``; the next episode's agent plans with it.
     """
-    t = make_task(task)
-    cfg = config or PRESETS.get(task, {}).get("quick", PETSConfig())
+    if isinstance(task, str):
+        t, name = make_task(task), task
+    elif isinstance(task, Task):
+        t, name = task, task.name
+    else:
+        raise ValueError(f"task must be a task name or an mbrl.tasks.Task, got {type(task).__name__}")
+    if config is not None and not isinstance(config, PETSConfig):
+        raise ValueError(f"config must be a PETSConfig, got {type(config).__name__}")
+    callbacks = tuple(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise ValueError(f"callbacks[{i}] must be callable, got {type(cb).__name__}")
+    if stop_after is not None:
+        stop_after = check_int("stop_after", stop_after, low=0)
+    cfg = config or PRESETS.get(name, {}).get("quick", PETSConfig())
     device = torch.device(device) if device is not None else torch.device("cpu")
     env = t.make_env()
     max_steps = cfg.max_episode_steps or t.max_episode_steps
@@ -176,9 +273,10 @@ def run_pets(
     low, high = t.action_low, t.action_high
     total = cfg.warmup_episodes + cfg.episodes
     end = total if stop_after is None else min(total, start + stop_after)
-    bar = tqdm(total=end - start, desc=f"PETS {task}", unit="ep", disable=not progress)
+    bar = tqdm(total=end - start, desc=f"PETS {name}", unit="ep", disable=not progress)
     for ep in range(start, end):
-        ep_seed = _episode_seed(seed, ep)
+        ep_seed = episode_seed(seed, ep)
+        agent = None
         if ep < cfg.warmup_episodes:
             rng = np.random.default_rng(ep_seed)
             policy = lambda _o, rng=rng: rng.uniform(low, high).astype(np.float32)  # noqa: E731
@@ -193,21 +291,26 @@ def run_pets(
                              dtype=getattr(torch, cfg.dtype), device=device, seed=ep_seed)
             policy = agent.act
             phase = "mpc"
-        stats = _run_episode(env, policy, ep_seed, max_steps, buffer,
-                             min_steps=cfg.warmup_steps if phase == "random" else 0)
+        stats, tr = _run_episode(env, policy, ep_seed, max_steps, buffer,
+                                 min_steps=cfg.warmup_steps if phase == "random" else 0)
         row = {"episode": ep, "phase": phase, "env_steps": len(buffer), **stats}
         if fit_hist is not None and fit_hist.get("holdout_mse"):
             row["holdout_mse"] = float(np.mean(fit_hist["holdout_mse"][-1]))
         log.append(row)
+        end_info = EpisodeEnd(episode=ep, phase=phase, row=row, task=t, config=cfg, seed=seed, model=model,
+                              buffer=buffer, agent=agent, **tr)
+        stop = [cb(end_info) is False for cb in callbacks]
         bar.update(1)
         bar.set_postfix(ret=f"{stats['return']:.1f}", steps=len(buffer))
         if out is not None:
             _write_logs(out, log)
             save_state(out / "checkpoint" / "run", {"_": torch.zeros(1)},
-                       {"log": log, "episode": ep + 1, "task": task, "seed": seed,
+                       {"log": log, "episode": ep + 1, "task": name, "seed": seed,
                         "config": dataclasses.asdict(cfg)})
             model.save(out / "checkpoint" / "model")
             buffer.save(out / "checkpoint" / "buffer")
+        if any(stop):
+            break
     bar.close()
     env.close()
     return log
