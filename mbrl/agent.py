@@ -7,9 +7,18 @@ termination, reward shapers, constraint violations), and executes its first acti
 from the previous plan shifted by the executed steps, padded with the midpoint of the bounds (PETS warm
 start). Many start states are planned at once when ``obs`` is ``[B, O]``.
 
+Constraints (design.md, "Contracts"): the optimiser ranks feasible candidates first, but CEM and MPPI
+return a *mean* of candidates, and the mean of feasible candidates need not be feasible (the feasible set is
+not convex). So with constraints the agent scores the optimiser's plan once more and executes it only if it
+is feasible; otherwise it executes the best-ranked sample of the call (``optimizer.last_best``) when that
+one is feasible, and when no sampled candidate was feasible the least-violating of the two. ``stats`` counts
+what happened (``plans``, ``replaced_by_best``, ``infeasible``) instead of warning at every step.
+
 Safety: inputs are validated (``ValueError`` naming the argument), and the returned actions are always
 finite and within the bounds, even when the model diverges (NaN rollouts rank last; a non-finite plan
-entry falls back to the bound midpoint before clipping).
+entry falls back to the bound midpoint before clipping). The task functions, constraints and reward
+shapers are called once on a small batch at construction, so a model and a task that disagree on the
+observation size fail there, with a message saying what to do, not at the first ``act``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ import torch
 
 from mbrl.planning import CEM
 from mbrl.planning.base import check_int
-from mbrl.rollout import PROPAGATIONS, cast_model, rollout
+from mbrl.planning.selection import FEASIBLE, candidate_class
+from mbrl.rollout import PROPAGATIONS, cast_model, constraint_placement, rollout
 from mbrl.util.seeding import make_generator
 from mbrl.util.validation import as_tensor
 
@@ -114,8 +124,18 @@ class MPCAgent:
             if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
                 raise ValueError(f"reward_shapers[{i}] must be callable with mode 'add' or 'replace'")
         self.constraints, self.reward_shapers = tuple(constraints), tuple(reward_shapers)
+        for i, c in enumerate(self.constraints):
+            try:
+                constraint_placement(c)
+            except ValueError as exc:
+                raise ValueError(f"constraints[{i}]: {exc}") from None
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
+        self._probe()
         self.model = model
+        #: counters over the agent's life: ``plans`` made, plans whose executed action was ``replaced_by_best``
+        #: (the optimiser's mean was infeasible, a sampled candidate was not), and ``infeasible`` plans (no
+        #: sampled candidate satisfied the constraints; the least-violating one was executed)
+        self.stats = {"plans": 0, "replaced_by_best": 0, "infeasible": 0}
         self.seed = seed
         self._generator = make_generator(seed, self.device)
         self._use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
@@ -124,6 +144,28 @@ class MPCAgent:
         self._graphs: dict = {}
         self.sync_model()
         self.reset()
+
+    def _probe(self) -> None:
+        """Call the task functions, constraints and shapers on ``[2, O]`` zeros: shapes must come back ``[2]``."""
+        O, A = self.obs_dim, self.act_dim
+        o, a = torch.zeros(2, O, device=self.device), torch.zeros(2, A, device=self.device)
+        hint = (f"the model predicts {O}-D observations; build the env, the model and the reward from one task "
+                f"(task = mbrl.make_task(name); env = task.make_env(); model with task.obs_dim, task.act_dim)")
+        calls = [("reward_fn", lambda: self.reward_fn(o, a, o))]
+        if self.termination_fn is not None:
+            calls.append(("termination_fn", lambda: self.termination_fn(o, a, o)))
+        calls += [(f"constraints[{i}].cost", lambda c=c: c.cost(o, a)) for i, c in enumerate(self.constraints)]
+        calls += [(f"reward_shapers[{i}]", lambda s=s: s(o, a, o)) for i, s in enumerate(self.reward_shapers)]
+        for name, call in calls:
+            try:
+                with torch.no_grad():
+                    out = call()
+            except (ValueError, IndexError, RuntimeError) as exc:
+                raise ValueError(f"{name} rejects ({O},)-D observations / ({A},)-D actions ({exc}); {hint}") from None
+            shape = tuple(getattr(out, "shape", ()))
+            if shape != (2,):
+                raise ValueError(f"{name} must return one value per transition (shape [...] for inputs "
+                                 f"[..., {O}]): for inputs [2, {O}] it returned shape {shape}; {hint}")
 
     # ------------------------------------------------------------------ state
     def sync_model(self) -> None:
@@ -225,7 +267,32 @@ class MPCAgent:
                                        generator=self._generator)
         plan = torch.where(torch.isfinite(plan), plan.float(), mid)
         plan = torch.minimum(torch.maximum(plan, self.action_low), self.action_high)
+        if self.constraints:
+            plan = self._feasible(obs, plan)
+        self.stats["plans"] += B
         self._plan, self._executed = plan, 0
+        return plan
+
+    def _feasible(self, obs: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+        """The plan to execute (module docstring): the optimiser's plan if feasible, else its best sample if
+        feasible, else the less violating of the two. ``plan``: ``[B, H, A]``."""
+        best = getattr(self.optimizer, "last_best", None)
+        cands = [plan]
+        if best is not None and tuple(best[0].shape) == tuple(plan.shape):
+            cands.append(best[0].to(plan.device, plan.dtype))
+        ret, viol = self._objective(obs)(torch.stack(cands, 1))                 # [B, k]
+        cls = candidate_class(ret.float(), viol.float())
+        feasible = cls == FEASIBLE
+        use_best = ~feasible[:, 0]
+        if len(cands) == 2:
+            v = torch.nan_to_num(viol.float(), nan=torch.inf)
+            use_best &= feasible[:, 1] | (v[:, 1] < v[:, 0])
+            plan = torch.where(use_best[:, None, None], cands[1], plan)
+        else:
+            use_best &= False
+        chosen = torch.where(use_best, feasible[:, -1], feasible[:, 0])
+        self.stats["replaced_by_best"] += int((use_best & chosen).sum())
+        self.stats["infeasible"] += int((~chosen).sum())
         return plan
 
     def plan(self, obs) -> torch.Tensor:

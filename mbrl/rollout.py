@@ -18,10 +18,19 @@ later steps add 0 and the state is frozen); the return of a candidate is the mea
 The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward shaper ``s``:
 ``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
 ``weight * s(...)`` (``weight`` defaults to 1). Constraints (``threshold`` and ``cost(obs, act)``) give
-a violation per candidate: the mean over particles of ``sum_t relu(cost(s_t, a_t) - threshold)`` over the
-whole horizon, a terminated particle's frozen last state counting at every later step (so ending an episode,
-e.g. by falling, is never a way to escape a constraint). A particle that reaches a non-finite state, reward or cost makes its
-candidate's return NaN, so the selection of :mod:`mbrl.planning.selection` ranks it last.
+a violation per candidate, according to where each constraint applies (its ``placement``, see
+:func:`constraint_placement`):
+
+* ``"current"`` (e.g. the LDM, whose ``G(s, a) <= c`` at the real state already guarantees the whole future):
+  ``relu(cost(s_0, a_0) - threshold)`` on the real start state and each candidate's first action only, once,
+  with no model in the loop (model error cannot make a candidate infeasible);
+* ``"imagined"`` (per-step costs: a greedy density bound, an uncertainty budget; the default for constraints
+  that do not say): the mean over particles of ``sum_t relu(cost(s_t, a_t) - threshold)`` over the whole
+  imagined horizon, a terminated particle's frozen last state counting at every later step (so ending an
+  episode, e.g. by falling, is never a way to escape a constraint).
+
+A particle that reaches a non-finite state, reward or cost makes its candidate's return NaN, so the
+selection of :mod:`mbrl.planning.selection` ranks it last.
 
 Precision: states and actions go through the model in ``dtype`` (e.g. ``torch.bfloat16`` with a bf16 model
 copy from :func:`cast_model`), while returns and violations are accumulated in float32 (float64 if
@@ -37,9 +46,19 @@ import torch
 
 from mbrl.util.validation import as_tensor
 
-__all__ = ["PROPAGATIONS", "cast_model", "rollout"]
+__all__ = ["PLACEMENTS", "PROPAGATIONS", "cast_model", "constraint_placement", "rollout"]
 
 PROPAGATIONS = ("ts_inf", "ts_1", "expectation")
+PLACEMENTS = ("current", "imagined")
+
+
+def constraint_placement(constraint) -> str:
+    """Where ``constraint`` applies: its ``placement`` attribute (``"current"`` or ``"imagined"``), by default
+    ``"imagined"`` (every imagined step, the behaviour of a plain per-step cost)."""
+    placement = getattr(constraint, "placement", "imagined")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"constraint placement must be one of {PLACEMENTS}, got {placement!r}")
+    return placement
 
 
 def cast_model(model, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
@@ -96,7 +115,8 @@ def rollout(
         reward_fn, termination_fn: batched task functions of ``(obs, act, next_obs)`` (termination optional).
         particles: particles ``P`` per candidate.
         propagation: ``"ts_inf"``, ``"ts_1"`` or ``"expectation"``.
-        constraints: objects with ``threshold`` and ``cost(obs, act) -> [...]``.
+        constraints: objects with ``threshold``, ``cost(obs, act) -> [...]`` and optionally ``placement``
+            (``"current"``: first action at the real start state only; ``"imagined"`` (default): every step).
         reward_shapers: callables ``(obs, act, next_obs) -> [...]`` with optional ``mode``/``weight``.
         generator: seeds the model's sampling and the TS-1 permutations (on the model's device).
         dtype: dtype of states/actions fed to the model (default: ``obs0``'s floating dtype).
@@ -132,7 +152,8 @@ def rollout(
     R = B * N * P
     dev = obs0.device
     act_bn = actions.to(run).reshape(B * N, H, A).transpose(0, 1)            # [H, BN, A]
-    thresholds = [float(c.threshold) for c in constraints]
+    imagined = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "imagined"]
+    current = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "current"]
 
     if propagation == "ts_inf":
         slot_rows, valid = _ts_inf_layout(B, N, P, E, dev)                   # [E, C]
@@ -163,7 +184,7 @@ def rollout(
             act = act_bn[t][row_bn]
             out = model.predict(state.expand(E, R, O), act.expand(E, R, A), deterministic=True)
             nxt = out.mean(0).to(state.dtype)
-        for c, thr in zip(constraints, thresholds):
+        for c, thr in imagined:
             cost = c.cost(state, act).to(acc)
             # a terminated particle keeps its last state, and that state's violation keeps counting:
             # otherwise ending the episode (e.g. falling) would be the cheapest way to "satisfy" a constraint
@@ -189,4 +210,11 @@ def rollout(
         total = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, total, 0.0).reshape(-1))
         viol = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, viol, 0.0).reshape(-1))
     returns = total.view(B, N, P).mean(-1)
-    return returns, viol.view(B, N, P).mean(-1)
+    violations = viol.view(B, N, P).mean(-1)
+    if current:
+        # the real state and each candidate's first action: [B, N, O] x [B, N, A], one call per constraint
+        s0 = obs0.to(run)[:, None, :].expand(B, N, O)
+        a0 = actions[:, :, 0].to(run)
+        for c, thr in current:
+            violations = violations + torch.relu(c.cost(s0, a0).to(acc) - thr)
+    return returns, violations

@@ -31,12 +31,15 @@ Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.T
 _SQRT2 = math.sqrt(2.0)
 
 
-def check_int(name: str, value, low: int = 1) -> int:
-    """Validate an integer hyper-parameter ``>= low``: :func:`mbrl.util.validation.check_int`'s rule (NumPy
-    integers accepted; bools, floats and NaN rejected with a ``ValueError`` naming ``name``)."""
+def check_int(name: str, value, low: int = 1, high: int = 2**31 - 1) -> int:
+    """Validate an integer hyper-parameter in ``[low, high]``: :func:`mbrl.util.validation.check_int`'s rule
+    (NumPy integers accepted; bools, floats and NaN rejected with a ``ValueError`` naming ``name``).
+
+    The default ``high`` (the int32 range) rejects sizes and loop counts that cannot be meant, e.g.
+    ``iterations=10**30``, which would otherwise run (practically) forever."""
     from mbrl.util.validation import check_int as _check_int
 
-    return _check_int(name, value, low=low)
+    return _check_int(name, value, low=low, high=high)
 
 
 def truncated_normal(shape, *, generator: torch.Generator | None, device, dtype=torch.float32,

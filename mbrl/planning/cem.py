@@ -11,7 +11,8 @@ The initial variance is PETS's ``(high - low)^2 / 16`` (std a quarter of the bou
 ``clip="truncate"`` (PETS) the variance is also capped per entry so that the 2-std truncation stays inside
 the bounds (``var <= min((mean - low) / 2, (high - mean) / 2)^2``); with ``clip="clip"`` samples are drawn
 from the uncapped distribution and clipped to the bounds. Either way every sample lies within the bounds.
-The result is the final mean (PETS) or, with ``return_best=True``, the best sample seen.
+The result is the final mean (PETS) or, with ``return_best=True``, the best sample seen; the best sample is
+kept in ``last_best`` either way (the MPC agent executes it when the mean violates a constraint).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from mbrl.planning.base import TrajectoryOptimizer, check_int, truncated_normal
-from mbrl.planning.selection import rank_key, select_elites
+from mbrl.planning.selection import select_elites, update_best
 from mbrl.util.validation import check_threshold
 
 __all__ = ["CEM"]
@@ -76,24 +77,11 @@ class CEM(TrajectoryOptimizer):
             scores, viol = self._evaluate(objective, samples, squeeze)
             idx = select_elites(scores, viol, K)
             elite = samples.gather(1, idx[:, :, None, None].expand(B, K, H, A))
-            if self.return_best:
-                best, best_key = _update_best(best, best_key, elite[:, 0], scores.gather(1, idx[:, :1]),
-                                              viol.gather(1, idx[:, :1]))
+            best, best_key = update_best(best, best_key, elite[:, 0], scores.gather(1, idx[:, :1]),
+                                         viol.gather(1, idx[:, :1]))
             mean = self.alpha * mean + (1 - self.alpha) * elite.mean(1)
             var = self.alpha * var + (1 - self.alpha) * elite.var(1, unbiased=False)
             var = var.clamp_min(min_var)
+        self._record_best(best, best_key, mean, lo, hi)
         return self._finish(best if self.return_best else mean, mean, lo, hi, squeeze)
 
-
-def _update_best(best, best_key, cand, score, viol):
-    """Keep, per problem, the better of the running best and this iteration's top elite.
-
-    ``best_key`` stores ``(score, violation)`` of the running best, each ``[B, 1]``.
-    """
-    if best_key is None:
-        return cand, (score, viol)
-    s = torch.cat([best_key[0], score], dim=1)
-    v = torch.cat([best_key[1], viol], dim=1)
-    new = rank_key(s, v)[:, 1] > rank_key(s, v)[:, 0]
-    best = torch.where(new[:, None, None], cand, best)
-    return best, (torch.where(new[:, None], score, best_key[0]), torch.where(new[:, None], viol, best_key[1]))

@@ -26,8 +26,7 @@ import math
 import torch
 
 from mbrl.planning.base import TrajectoryOptimizer, check_int
-from mbrl.planning.cem import _update_best
-from mbrl.planning.selection import select_elites
+from mbrl.planning.selection import select_elites, update_best
 from mbrl.util.validation import check_threshold
 
 __all__ = ["ICEM", "colored_noise"]
@@ -162,10 +161,11 @@ class ICEM(TrajectoryOptimizer):
             k = min(K, samples.shape[1])
             idx = select_elites(scores, viol, k)
             elite = samples.gather(1, idx[:, :, None, None].expand(B, k, H, A))
-            best, best_key = _update_best(best, best_key, elite[:, 0], scores.gather(1, idx[:, :1]),
+            best, best_key = update_best(best, best_key, elite[:, 0], scores.gather(1, idx[:, :1]),
                                           viol.gather(1, idx[:, :1]))
             mean = self.alpha * mean + (1 - self.alpha) * elite.mean(1)
             std = self.alpha * std + (1 - self.alpha) * elite.std(1, unbiased=False)
             std = std.clamp_min(self.min_std)
         self._memory = elite.detach()
+        self._record_best(best, best_key, mean, lo, hi)
         return self._finish(best if self.return_best else mean, mean, lo, hi, squeeze)

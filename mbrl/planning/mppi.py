@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from mbrl.planning.base import TrajectoryOptimizer, check_int
-from mbrl.planning.selection import FEASIBLE, INFEASIBLE, candidate_class
+from mbrl.planning.selection import FEASIBLE, INFEASIBLE, candidate_class, select_elites, update_best
 from mbrl.util.validation import check_threshold
 
 __all__ = ["MPPI", "mppi_weights"]
@@ -74,13 +74,18 @@ class MPPI(TrajectoryOptimizer):
         t = torch.arange(H, device=mean.device)
         lag = (t[:, None] - t[None, :]).double()
         filt = torch.where(lag >= 0, self.beta * (1 - self.beta) ** lag.clamp_min(0), 0.0).float()
+        best, best_key = mean.clone(), None
         for _ in range(self.iterations):
             u = torch.randn((B, N, H, A), generator=generator, device=mean.device) * self.noise_std
             noise = torch.einsum("ts,bnsa->bnta", filt, u)
             samples = mean.unsqueeze(1) + noise
             samples = torch.minimum(torch.maximum(samples, lo.unsqueeze(1)), hi.unsqueeze(1))
             scores, viol = self._evaluate(objective, samples, squeeze)
+            top = select_elites(scores, viol, 1)
+            cand = samples.gather(1, top[:, :, None, None].expand(B, 1, H, A))[:, 0]
+            best, best_key = update_best(best, best_key, cand, scores.gather(1, top), viol.gather(1, top))
             w = mppi_weights(scores, viol, self.temperature)
             new = torch.einsum("bn,bnha->bha", w, samples)
             mean = torch.where((w.sum(-1) > 0)[:, None, None], new, mean)
+        self._record_best(best, best_key, mean, lo, hi)
         return self._finish(mean, mean, lo, hi, squeeze)

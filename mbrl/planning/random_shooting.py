@@ -34,4 +34,5 @@ class RandomShooting(TrajectoryOptimizer):
         scores, viol = self._evaluate(objective, samples, squeeze)
         idx = select_elites(scores, viol, 1)
         best = samples.gather(1, idx[:, :, None, None].expand(B, 1, H, A))[:, 0]
+        self._record_best(best, (scores.gather(1, idx), viol.gather(1, idx)), mean, lo, hi)
         return self._finish(best, mean, lo, hi, squeeze)

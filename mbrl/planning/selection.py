@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["FEASIBLE", "INFEASIBLE", "INVALID", "candidate_class", "rank_key", "select_elites"]
+__all__ = [
+    "FEASIBLE", "INFEASIBLE", "INVALID", "candidate_class", "rank_key", "select_elites", "update_best",
+]
 
 FEASIBLE, INFEASIBLE, INVALID = 0, 1, 2
 
@@ -82,3 +84,23 @@ def select_elites(scores: torch.Tensor, violations: torch.Tensor | None, k: int)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max(n, 1) or n == 0:
         raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
     return torch.topk(rank_key(scores, violations), k, dim=-1, sorted=True).indices
+
+
+def update_best(best: torch.Tensor, best_key, cand: torch.Tensor, score: torch.Tensor, viol: torch.Tensor):
+    """Keep, per problem, the better (constrained ranking) of the running best and a new candidate.
+
+    Args:
+        best: ``[B, H, A]`` running best (ignored while ``best_key`` is None); cand: ``[B, H, A]``.
+        best_key: ``(score[B, 1], violation[B, 1])`` of the running best, or None before the first candidate.
+        score, viol: ``[B, 1]`` of ``cand``.
+    Returns:
+        ``(best, best_key)`` updated.
+    """
+    if best_key is None:
+        return cand, (score, viol)
+    s = torch.cat([best_key[0], score], dim=1)
+    v = torch.cat([best_key[1], viol], dim=1)
+    key = rank_key(s, v)
+    new = key[:, 1] > key[:, 0]
+    best = torch.where(new[:, None, None], cand, best)
+    return best, (torch.where(new[:, None], score, best_key[0]), torch.where(new[:, None], viol, best_key[1]))
