@@ -158,7 +158,7 @@ def _check_param(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, tuple) and len(default) == 2:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
             raise ValueError(f"option {key} must be a pair (low, high), got {value!r}")
-        lo, hi = (check_threshold(key, v) for v in value)
+        lo, hi = (check_threshold(key, v, allow_inf=True) for v in value)
         if lo > hi:
             raise ValueError(f"option {key} must have low <= high, got {value!r}")
         return (lo, hi)

@@ -44,7 +44,8 @@ class DensityConstrainedController:
             SB3-style object with ``predict(obs, deterministic=True) -> (action, state)``; ``None`` when only
             :meth:`filter` is used (e.g. by :class:`DensityConstrainedActionWrapper`).
         ldm: ``LyapunovDensityModel`` / ``Constraint`` / callable ``(obs[..., O], act[..., A]) -> [...]``.
-        threshold: the level ``c``; ``None`` takes ``ldm.threshold`` (a ``Constraint``).
+        threshold: the level ``c``; ``None`` takes ``ldm.threshold`` (a ``Constraint``) or the calibrated
+            threshold of a ``LyapunovDensityModel`` (:meth:`~LyapunovDensityModel.calibrate`).
         method: ``"sample"`` or ``"qp"``.
         action_low, action_high: action box ``[A]``; default ``ldm.action_low`` / ``ldm.action_high``.
         n_samples: candidates per state and sampling round.
@@ -87,9 +88,14 @@ class DensityConstrainedController:
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
         if threshold is None:
-            if not hasattr(ldm, "threshold"):
-                raise ValueError("threshold must be given (ldm has no threshold attribute)")
-            threshold = ldm.threshold
+            calibration = getattr(ldm, "calibration", None)
+            if hasattr(ldm, "threshold"):
+                threshold = ldm.threshold
+            elif isinstance(calibration, dict) and "ldm" in calibration:
+                threshold = calibration["ldm"]  # LyapunovDensityModel.calibrate(obs, act, quantile)
+            else:
+                raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
+                                 "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
         self.threshold = check_threshold("threshold", threshold)
         if int(n_samples) < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -57,10 +58,11 @@ class LDMConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    steps: int = 10_000
+    steps: int = 2_000
     batch_size: int = 256
     energy_cap: float | None = None
     density_components: int = 16
+    pool_refresh: int = 500
 
     def __post_init__(self) -> None:
         hidden = tuple(int(h) for h in self.hidden)
@@ -70,7 +72,7 @@ class LDMConfig:
         g = check_threshold("gamma", self.gamma, low=0.0, high=1.0)
         if g == 0.0:
             raise ValueError("gamma must lie in (0, 1], got 0.0")
-        for name in ("n_action_samples", "cem_elites", "steps", "batch_size", "density_components"):
+        for name in ("n_action_samples", "cem_elites", "steps", "batch_size", "density_components", "pool_refresh"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if int(self.cem_steps) < 0:
@@ -95,11 +97,23 @@ class LDMConstraint:
 
     Feasible where ``cost <= threshold``. ``greedy=True`` gives the one-step density constraint
     ``E(s, a) <= c`` that the LDM paper shows can lead out of the data (its Fig. 1).
+
+    ``placement`` says where a planner applies it (``mbrl.rollout``): ``"current"`` (default) checks the real
+    current state and the candidate's first action only. That is what an LDM is for: ``G(s, a) <= c`` at the
+    real state already guarantees that acting by the constraint keeps every future ``E <= c``, so checking
+    imagined states adds nothing but the dynamics model's error (which is far wider than the density: on
+    Hopper no imagined candidate stays feasible past the first step). ``"imagined"`` applies the cost on
+    every imagined step (a per-step density budget, for those who want one).
     """
 
     ldm: LyapunovDensityModel
     threshold: float
     greedy: bool = False
+    placement: str = "current"
+
+    def __post_init__(self) -> None:
+        if self.placement not in ("current", "imagined"):
+            raise ValueError(f"placement must be 'current' or 'imagined', got {self.placement!r}")
 
     def cost(self, obs, act) -> torch.Tensor:
         """``obs[..., O]``, ``act[..., A]`` -> ``Tensor[...]`` (the planner's hot path).
@@ -120,7 +134,7 @@ class LDMConstraint:
         for name, t, dim in (("obs", obs, ldm.obs_dim), ("act", act, ldm.act_dim)):
             if t.ndim < 1 or t.shape[-1] != dim:
                 raise ValueError(f"{name} must have shape [..., {dim}], got {tuple(t.shape)}")
-        o = obs.to(ldm.device, ldm.dtype)
+        o = ldm._select(obs.to(ldm.device, ldm.dtype))
         a = act.to(ldm.device, ldm.dtype)
         try:
             batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
@@ -128,7 +142,7 @@ class LDMConstraint:
             raise ValueError(
                 f"obs batch shape {tuple(o.shape[:-1])} and act batch shape {tuple(a.shape[:-1])} do not broadcast"
             ) from exc
-        o, a = o.expand(*batch, ldm.obs_dim), a.expand(*batch, ldm.act_dim)
+        o, a = o.expand(*batch, ldm.feature_dim), a.expand(*batch, ldm.act_dim)
         with torch.no_grad():
             v = ldm._fast_energy(o, a)
             if not self.greedy:
@@ -163,7 +177,14 @@ class LyapunovDensityModel:
             mixture with ``density_components`` components.
         hidden, gamma, n_action_samples, cem_steps, tau, lr, steps, batch_size, energy_cap: see
             :class:`LDMConfig`; ``config`` may be given instead of these keywords.
+        obs_indices: the observation entries the density and ``G`` see (default: all). Every method still
+            takes full ``[..., obs_dim]`` observations. Use it to drop what the data should not constrain,
+            e.g. Hopper's x position (``obs_indices=range(1, 12)``): the behaviour is translation invariant
+            and a target x outside the data must not count as leaving it.
         device, dtype, seed: placement and reproducibility (seed drives init, minibatches, action samples).
+
+    After :meth:`fit`, :meth:`calibrate` sets the thresholds from quantiles of ``G`` (and of ``E``, for the
+    greedy baseline) on the data; :meth:`constraint` then needs no threshold, and checkpoints keep them.
     """
 
     def __init__(
@@ -180,10 +201,11 @@ class LyapunovDensityModel:
         cem_steps: int = 0,
         tau: float = 0.005,
         lr: float = 3e-4,
-        steps: int = 10_000,
+        steps: int = 2_000,
         batch_size: int = 256,
         energy_cap: float | None = None,
         config: LDMConfig | None = None,
+        obs_indices: Sequence[int] | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int | None = 0,
@@ -195,6 +217,9 @@ class LyapunovDensityModel:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device, self.dtype, self.seed = torch.device(device), dtype, seed
+        self.obs_indices = _check_indices(obs_indices, obs_dim)
+        self.feature_dim = obs_dim if self.obs_indices is None else len(self.obs_indices)
+        self._idx = None if self.obs_indices is None else torch.tensor(self.obs_indices, device=self.device)
         low = as_tensor("action_low", action_low, dtype=dtype, device=self.device).reshape(-1)
         high = as_tensor("action_high", action_high, dtype=dtype, device=self.device).reshape(-1)
         if low.shape[0] != act_dim:
@@ -228,21 +253,28 @@ class LyapunovDensityModel:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(0 if seed is None else int(seed))
-            self.net = _mlp(obs_dim + act_dim, self.config.hidden).to(self.device, dtype)
+            self.net = _mlp(self.feature_dim + act_dim, self.config.hidden).to(self.device, dtype)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
         self._gen = make_generator(seed, self.device)
         # normalisation statistics (set by fit)
-        self.obs_mean = torch.zeros(obs_dim, dtype=dtype, device=self.device)
-        self.obs_std = torch.ones(obs_dim, dtype=dtype, device=self.device)
+        self.obs_mean = torch.zeros(self.feature_dim, dtype=dtype, device=self.device)
+        self.obs_std = torch.ones(self.feature_dim, dtype=dtype, device=self.device)
         self.e_mean = torch.zeros((), dtype=dtype, device=self.device)
         self.e_std = torch.ones((), dtype=dtype, device=self.device)
         self.e_cap = torch.tensor(math.inf, dtype=dtype, device=self.device)
         self.fitted = False
         self.history: dict[str, list[float]] = {"loss": [], "target_mean": []}
+        #: set by :meth:`calibrate`: ``{"quantile", "ldm", "energy", "n"}`` (thresholds of G and of E)
+        self.calibration: dict | None = None
 
     # ------------------------------------------------------------------ inputs
+    def _select(self, o: torch.Tensor) -> torch.Tensor:
+        """``[..., obs_dim] -> [..., feature_dim]`` (the ``obs_indices`` entries)."""
+        return o if self._idx is None else o.index_select(-1, self._idx)
+
     def _pair(self, obs, act) -> tuple[torch.Tensor, torch.Tensor]:
         o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, min_ndim=1, last_dim=self.obs_dim)
+        o = self._select(o)
         a = as_tensor("act", act, dtype=self.dtype, device=self.device, min_ndim=1, last_dim=self.act_dim)
         try:
             batch = torch.broadcast_shapes(o.shape[:-1], a.shape[:-1])
@@ -251,7 +283,7 @@ class LyapunovDensityModel:
                 f"obs batch shape {tuple(o.shape[:-1])} and act batch shape "
                 f"{tuple(a.shape[:-1])} do not broadcast"
             ) from exc
-        return o.expand(*batch, self.obs_dim), a.expand(*batch, self.act_dim)
+        return o.expand(*batch, self.feature_dim), a.expand(*batch, self.act_dim)
 
     def _features(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         mid = (self.action_high + self.action_low) / 2
@@ -269,7 +301,7 @@ class LyapunovDensityModel:
         if getattr(d, "mean", None) is None or not hasattr(d, "_log_prob_standardised"):
             # a foreign DensityModel validates its input: feed it finite points, mark the others +inf
             ok = torch.isfinite(x).all(-1)
-            e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.obs_dim, self.act_dim], -1))
+            e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.feature_dim, self.act_dim], -1))
             return torch.where(ok, e, math.inf)
         lead = x.shape[:-1]
         x = x.to(d.mean.device, d.mean.dtype)
@@ -301,9 +333,44 @@ class LyapunovDensityModel:
 
     __call__ = value
 
-    def constraint(self, threshold: float, greedy: bool = False) -> LDMConstraint:
-        """A ``Constraint`` with ``cost = G`` (``greedy=True``: ``cost = E``) and the given ``threshold``."""
-        return LDMConstraint(self, check_threshold("threshold", threshold), bool(greedy))
+    def calibrate(self, obs, act, quantile: float = 0.5) -> float:
+        """Set the thresholds from the data: ``c`` = the ``quantile`` of ``G`` over ``(obs, act)`` (typically
+        the training data's own pairs, so a fraction ``quantile`` of them is feasible), and likewise the
+        greedy baseline's threshold from the quantile of ``E`` (its own energy, not ``G``: ``G >= E``, so
+        ``G``'s quantile would make the greedy constraint looser than intended).
+
+        Stored in ``calibration`` (saved with the model) and used by :meth:`constraint` when no threshold is
+        given. Returns the LDM threshold ``c``. ``obs[N, obs_dim]``, ``act[N, A]``.
+        """
+        q = check_threshold("quantile", quantile, low=0.0, high=1.0, inclusive=True)
+        if not self.fitted:
+            raise RuntimeError("LyapunovDensityModel is not fitted; call fit(...) first")
+        o, a = self._pair(obs, act)
+        if o.ndim != 2 or o.shape[0] == 0:
+            raise ValueError(f"obs must have shape (N, {self.obs_dim}) with N >= 1, got {tuple(o.shape)}")
+        with torch.no_grad():
+            g = torch.maximum(self._raw_energy(o, a), self._net_value(self.net, o, a))
+            e = self._raw_energy(o, a)
+        qs = torch.tensor(q, dtype=torch.float64)
+        self.calibration = {"quantile": q, "ldm": float(torch.quantile(g.double().cpu(), qs)),
+                            "energy": float(torch.quantile(e.double().cpu(), qs)), "n": int(o.shape[0])}
+        return self.calibration["ldm"]
+
+    def constraint(self, threshold: float | None = None, greedy: bool = False,
+                   placement: str = "current") -> LDMConstraint:
+        """A ``Constraint`` with ``cost = G`` (``greedy=True``: ``cost = E``).
+
+        Args:
+            threshold: ``c``; default: the calibrated one (:meth:`calibrate`) for ``G`` or for ``E``.
+            greedy: constrain the one-step energy ``E`` instead of ``G`` (the paper's baseline).
+            placement: ``"current"`` (the real current state-action; the LDM's guarantee covers the future) or
+                ``"imagined"`` (every imagined step of a planner's rollouts), see :class:`LDMConstraint`.
+        """
+        if threshold is None:
+            if self.calibration is None:
+                raise ValueError("threshold must be given (or call calibrate(obs, act, quantile) first)")
+            threshold = self.calibration["energy" if greedy else "ldm"]
+        return LDMConstraint(self, check_threshold("threshold", threshold), bool(greedy), placement)
 
     # ------------------------------------------------------------------ training
     def _require_density(self) -> None:
@@ -315,18 +382,33 @@ class LyapunovDensityModel:
         return self.action_low + u * (self.action_high - self.action_low)
 
     @torch.no_grad()
-    def _min_next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """``min_a' max(E, G_target)(s', a')`` over sampled (and CEM-refined) actions: ``[B, O] -> [B]``."""
+    def _action_pool(self, next_obs: torch.Tensor, chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n_action_samples`` uniform next actions per next state and their capped energies, computed once
+        (the density does not change while ``G`` is regressed): ``[N, K, A]`` and ``[N, K]``."""
+        n, k = next_obs.shape[0], self.config.n_action_samples
+        acts = self._sample_actions(n, k)
+        rows = max(1, chunk // k)
+        e = torch.cat([self._raw_energy(next_obs[i:i + rows, None].expand(-1, k, self.feature_dim), acts[i:i + rows])
+                       for i in range(0, n, rows)])
+        return acts, e.clamp(max=self.e_cap)
+
+    @torch.no_grad()
+    def _min_next_value(self, next_obs: torch.Tensor, pool=None) -> torch.Tensor:
+        """``min_a' max(E, G_target)(s', a')`` over sampled (and CEM-refined) actions: ``[B, O] -> [B]``.
+
+        ``pool``: precomputed ``(actions[B, K, A], energies[B, K])`` for the first round (from
+        :meth:`_action_pool`), which saves the density evaluation at every step."""
         cfg = self.config
         b, k = next_obs.shape[0], cfg.n_action_samples
-        o = next_obs[:, None].expand(b, k, self.obs_dim)
+        o = next_obs[:, None].expand(b, k, self.feature_dim)
 
-        def score(a: torch.Tensor) -> torch.Tensor:
-            e = self._raw_energy(o, a).clamp(max=self.e_cap)
+        def score(a: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+            if e is None:
+                e = self._raw_energy(o, a).clamp(max=self.e_cap)
             return torch.maximum(e, self._net_value(self.target, o, a))
 
-        acts = self._sample_actions(b, k)
-        vals = score(acts)
+        acts = self._sample_actions(b, k) if pool is None else pool[0]
+        vals = score(acts, None if pool is None else pool[1])
         best = vals.min(1).values
         span = self.action_high - self.action_low
         for _ in range(cfg.cem_steps):
@@ -351,6 +433,10 @@ class LyapunovDensityModel:
     ) -> dict[str, list[float]]:
         """Fit the density (if needed) and regress ``G_phi`` on the discounted backup (module docstring).
 
+        The ``n_action_samples`` next actions of each transition and their energies are drawn once per
+        ``pool_refresh`` steps (:meth:`_action_pool`): the density is fixed during the regression, so the
+        loop only evaluates networks (about 20x faster than evaluating the density at every step).
+
         Args:
             obs, next_obs: ``[N, O]``; act: ``[N, A]``; terminated: optional ``[N]`` bool/0-1.
             steps, batch_size: gradient steps and minibatch size (default: the config's).
@@ -360,6 +446,10 @@ class LyapunovDensityModel:
         """
         cfg = self.config
         o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
+        if not isinstance(steps, (type(None), int)) or isinstance(steps, bool):
+            raise ValueError(f"steps must be an integer, got {steps!r}")
+        if not isinstance(batch_size, (type(None), int)) or isinstance(batch_size, bool):
+            raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
         if o.ndim != 2 or o.shape[1] != self.obs_dim:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")
         n = o.shape[0]
@@ -383,6 +473,7 @@ class LyapunovDensityModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
+        o, o2 = self._select(o), self._select(o2)
         x = torch.cat([o, a], -1)
         if self.density is None:
             from safe_density.density import GaussianMixtureDensity
@@ -417,11 +508,14 @@ class LyapunovDensityModel:
 
             it = tqdm(it, desc="LDM fit", leave=False)
         gamma, tau = cfg.gamma, cfg.tau
-        for _ in it:
+        pool = None
+        for step in it:
+            if cfg.cem_steps == 0 and step % cfg.pool_refresh == 0:
+                pool = self._action_pool(o2)
             idx = torch.randint(n, (bs,), generator=self._gen, device=self.device)
             e = e_data[idx]
             with torch.no_grad():
-                nxt = self._min_next_value(o2[idx])
+                nxt = self._min_next_value(o2[idx], None if pool is None else (pool[0][idx], pool[1][idx]))
                 y = (1 - gamma) * e + gamma * torch.maximum(e, nxt)
                 y = torch.where(done[idx], e, y)
             pred = self.net(self._features(o[idx], a[idx])).squeeze(-1)
@@ -464,6 +558,8 @@ class LyapunovDensityModel:
             "seed": self.seed,
             "dtype": str(self.dtype).replace("torch.", ""),
             "density_class": type(self.density).__name__ if saves_density else None,
+            "obs_indices": None if self.obs_indices is None else list(self.obs_indices),
+            "calibration": self.calibration,
         }
         save_state(path, tensors, meta)
         if saves_density:
@@ -490,6 +586,7 @@ class LyapunovDensityModel:
             tensors["action_high"],
             density,
             config=LDMConfig(**cfg),
+            obs_indices=meta.get("obs_indices"),
             device=device,
             dtype=getattr(torch, meta["dtype"]),
             seed=meta["seed"],
@@ -500,7 +597,24 @@ class LyapunovDensityModel:
             setattr(m, k, tensors[k].to(m.device, m.dtype))
         m.fitted = True
         m._density_ready = True
+        m.calibration = meta.get("calibration")
         return m
+
+
+def _check_indices(obs_indices, obs_dim: int) -> tuple[int, ...] | None:
+    """Validate ``obs_indices`` (distinct integers in ``[0, obs_dim)``, at least one); None means all."""
+    if obs_indices is None:
+        return None
+    try:
+        items = list(obs_indices)
+        if any(isinstance(i, bool) for i in items):
+            raise TypeError
+        idx = tuple(operator.index(i) for i in items)
+    except TypeError:
+        raise ValueError(f"obs_indices must be a sequence of integers, got {obs_indices!r}") from None
+    if not idx or len(set(idx)) != len(idx) or min(idx) < 0 or max(idx) >= obs_dim:
+        raise ValueError(f"obs_indices must be distinct integers in [0, {obs_dim}) (at least one), got {obs_indices!r}")
+    return idx
 
 
 def _check_finite_energy(e: torch.Tensor) -> None:

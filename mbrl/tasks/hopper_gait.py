@@ -1,0 +1,160 @@
+"""A scripted Hopper-v5 gait: behaviour data that hop without falling (design.md, "Published recipes", LDM).
+
+The LDM paper's data come from behaviours that hop without falling, forward and backward, so that falling is
+what leaves the data. Model-free agents that hop need 1e5+ environment steps (out of reach on two CPU
+cores), so the project produces such data with a tiny scripted controller instead:
+
+    q*_j(t) = offset_j + amp_j * sin(2 pi freq t + phase_j)            (j = thigh, leg, foot)
+    q*_thigh += k_angle * angle + k_angvel * angle_vel                   (torso-pitch feedback)
+    a_j = clip(kp * (q*_j - q_j) - kd * qdot_j, -1, 1) + noise           (PD tracking, noise ~ N(0, sigma^2))
+
+Its eleven parameters were found by ``benchmarks/hopper_gait_search.py`` (CEM on displacement after 1,000
+steps with a fall penalty, several reset seeds) and are stored here as :data:`GAITS` (``"forward"`` and
+``"backward"``). With small action noise the gaits hop for 1,000 steps without falling; noisier copies fall
+sometimes, which is the mix of behaviour an LDM needs (:func:`collect_gait_data`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["GAITS", "GaitParams", "HopperGait", "collect_gait_data"]
+
+
+@dataclass(frozen=True)
+class GaitParams:
+    """Parameters of :class:`HopperGait` (module docstring); joint order (thigh, leg, foot), radians."""
+
+    freq: float = 2.0
+    offset: tuple[float, float, float] = (-0.3, -0.6, 0.0)
+    amp: tuple[float, float, float] = (0.3, 0.3, 0.2)
+    phase: tuple[float, float, float] = (0.0, 1.5, 3.0)
+    kp: float = 2.0
+    kd: float = 0.1
+    k_angle: float = 0.0
+    k_angvel: float = 0.0
+
+    def to_vector(self) -> np.ndarray:
+        return np.array([self.freq, *self.offset, *self.amp, *self.phase, self.kp, self.kd, self.k_angle,
+                         self.k_angvel], dtype=np.float64)
+
+    @classmethod
+    def from_vector(cls, v) -> GaitParams:
+        v = [float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1)]
+        if len(v) != 14:
+            raise ValueError(f"a gait vector has 14 entries, got {len(v)}")
+        return cls(v[0], tuple(v[1:4]), tuple(v[4:7]), tuple(v[7:10]), v[10], v[11], v[12], v[13])
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: Gaits found by ``python benchmarks/hopper_gait_search.py`` (see its JSON for the search's numbers).
+GAITS: dict[str, GaitParams] = {
+    "forward": GaitParams(),
+    "backward": GaitParams(),
+}
+
+_DT = 0.008  # Hopper-v5: frame_skip 4 x timestep 0.002
+
+
+class HopperGait:
+    """The scripted gait as a controller: ``act(obs[12]) -> act[3]`` (numpy), one step of time per call.
+
+    Args:
+        params: a :class:`GaitParams` or the name of one of :data:`GAITS`.
+        noise: std of Gaussian action noise (added after the PD law, then clipped to [-1, 1]).
+        seed: seeds the noise.
+    Observations are the 12-D ``make_task("Hopper-v5")`` ones (x first). Call :meth:`reset` per episode.
+    """
+
+    def __init__(self, params: GaitParams | str = "forward", noise: float = 0.0, seed: int | None = 0) -> None:
+        if isinstance(params, str):
+            if params not in GAITS:
+                raise ValueError(f"params must be a GaitParams or one of {sorted(GAITS)}, got {params!r}")
+            params = GAITS[params]
+        if not isinstance(params, GaitParams):
+            raise ValueError(f"params must be a GaitParams or a gait name, got {type(params).__name__}")
+        noise = float(noise)
+        if not math.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        self.params, self.noise = params, noise
+        self._rng = np.random.default_rng(seed)
+        p = params
+        self._offset, self._amp, self._phase = (np.asarray(x, dtype=np.float64) for x in (p.offset, p.amp, p.phase))
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = 0
+
+    def act(self, obs) -> np.ndarray:
+        o = np.asarray(obs, dtype=np.float64)
+        if o.shape != (12,):
+            raise ValueError(f"obs must have shape (12,) (make_task('Hopper-v5') observations), got {o.shape}")
+        p = self.params
+        q, qd = o[3:6], o[9:12]
+        target = self._offset + self._amp * np.sin(2 * math.pi * p.freq * self.t * _DT + self._phase)
+        target[0] += p.k_angle * o[2] + p.k_angvel * o[8]
+        a = np.clip(p.kp * (target - q) - p.kd * qd, -1.0, 1.0)
+        if self.noise > 0:
+            a = a + self.noise * self._rng.standard_normal(3)
+        self.t += 1
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    __call__ = act
+
+
+def collect_gait_data(
+    gaits=("forward", "backward"),
+    noises=(0.05, 0.1, 0.2, 0.3),
+    episodes_per_setting: int = 1,
+    max_steps: int = 300,
+    seed: int = 0,
+    task=None,
+) -> dict[str, np.ndarray]:
+    """Roll out every gait at every noise level; returns float32 arrays of all transitions.
+
+    Returns:
+        ``{"obs": [N, 12], "act": [N, 3], "next_obs": [N, 12], "terminated": [N] bool, "truncated": [N] bool,
+        "episode": [N] int (episode index), "fell": [episodes] bool, "steps": [episodes] int}``.
+    """
+    from mbrl.tasks import make_task
+
+    if int(episodes_per_setting) < 1 or int(max_steps) < 1:
+        raise ValueError("episodes_per_setting and max_steps must be >= 1")
+    task = task or make_task("Hopper-v5")
+    env = task.make_env()
+    keys = ("obs", "act", "next_obs", "terminated", "truncated", "episode")
+    out: dict[str, list] = {k: [] for k in keys}
+    fell, steps = [], []
+    ep = 0
+    for g in gaits:
+        for noise in noises:
+            for k in range(int(episodes_per_setting)):
+                ctl = HopperGait(g, noise=noise, seed=seed * 7919 + ep)
+                obs, _ = env.reset(seed=seed * 1000 + ep)
+                term = False
+                for t in range(int(max_steps)):
+                    a = ctl.act(obs)
+                    nxt, _, term, trunc, _ = env.step(a)
+                    last = t == int(max_steps) - 1
+                    for key, v in zip(keys, (obs, a, nxt, term, bool(trunc or (last and not term)), ep)):
+                        out[key].append(v)
+                    obs = nxt
+                    if term or trunc:
+                        break
+                fell.append(bool(term))
+                steps.append(t + 1)
+                ep += 1
+                del k
+    env.close()
+    res = {k: np.asarray(v, dtype=np.float32) for k, v in out.items() if k in ("obs", "act", "next_obs")}
+    res["terminated"] = np.asarray(out["terminated"], dtype=bool)
+    res["truncated"] = np.asarray(out["truncated"], dtype=bool)
+    res["episode"] = np.asarray(out["episode"], dtype=np.int64)
+    res["fell"] = np.asarray(fell, dtype=bool)
+    res["steps"] = np.asarray(steps, dtype=np.int64)
+    return res
