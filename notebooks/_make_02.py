@@ -15,7 +15,7 @@ cells = [
         "the closest action that is. Acting with `G <= c` keeps every future energy `E = -log p(s, a) <= c`."
     ),
     nbf.v4.new_code_cell(
-        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+        "import matplotlib.pyplot as plt\nimport numpy as np\n"
         "import torch\n"
         "from safe_density.density import GaussianMixtureDensity\n"
         "from safe_density.ldm import DensityConstrainedController, LyapunovDensityModel\n"

@@ -11,7 +11,7 @@ cells = [
         "(Li et al., ICML 2021; `shared/design.md`, *MURAL*) gives rewards near 1 at the goal, near 0 "
         "where the agent has been, and near 1/2 on novel states (an exploration bonus)."),
     nbf.v4.new_code_cell(
-        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+        "import matplotlib.pyplot as plt\nimport numpy as np\n"
         "import torch\nfrom safe_density.mural import MuralConfig, MuralReward\n"
         "torch.set_num_threads(1)\nrng = np.random.default_rng(0)\n"
         "success = np.array([1.0, 1.0]) + 0.1 * rng.standard_normal((10, 2))   # ten success states\n"

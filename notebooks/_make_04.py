@@ -18,8 +18,6 @@ cells = [
         "2-D toy problem (confidence maps), then on 5 % of scikit-learn's digits. Runs in about 15 s on CPU."),
     nbf.v4.new_code_cell(
         "import math\n"
-        "import matplotlib\n"
-        "matplotlib.use('Agg')\n"
         "import matplotlib.pyplot as plt\n"
         "import torch\n"
         "from safe_density.rcad import RCAD, adversarial_inputs, batch_step_size\n"

@@ -1,26 +1,136 @@
-"""Every tutorial notebook runs top to bottom (executed with nbclient, outputs discarded)."""
+"""Every tutorial notebook runs top to bottom, shows its plots, and is committed with its outputs.
+
+Readers of the repository see each notebook's outputs (text and figures) without running it, because the
+``notebooks/NN_*.ipynb`` files are committed *executed*. These tests keep them in sync:
+
+* the notebook's cells are what its generator ``notebooks/_make_NN.py`` writes (no hand edits, no stale
+  generator);
+* it runs without errors in a Jupyter kernel with the inline matplotlib backend (as in Jupyter: no forced
+  ``Agg``), and every cell that calls ``plt.show()`` produces a figure;
+* the committed file holds outputs for every code cell that produces some, of the same kinds (text, figure)
+  as a fresh run.
+
+After changing a generator, refresh the committed notebooks (regenerate, execute, store outputs) with::
+
+    python tests/test_notebooks.py            # all notebooks, or: python tests/test_notebooks.py 02
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+INLINE = "module://matplotlib_inline.backend_inline"
+REFRESH = "python tests/test_notebooks.py"
+
+
+def _generator(path: Path) -> Path:
+    return path.parent / f"_make_{path.name[:2]}.py"
+
+
+def execute(nb, cwd: Path):
+    """Run ``nb`` in place in a fresh kernel with Jupyter's inline backend (figures become PNG outputs)."""
+    from nbclient import NotebookClient
+
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE  # the Makefile exports Agg for scripts; a kernel shows figures inline
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        if old is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old
+    return nb
+
+
+def generate(path: Path, out_dir: Path) -> Path:
+    """Run ``_make_NN.py`` on a copy placed in ``out_dir`` (the generator writes next to itself)."""
+    src = _generator(path)
+    copy = out_dir / src.name
+    copy.write_text(src.read_text())
+    subprocess.run([sys.executable, str(copy)], check=True, capture_output=True, cwd=out_dir)
+    return out_dir / path.name
+
+
+def _code_sources(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def _kinds(cell) -> set[str]:
+    """What a code cell shows: 'figure' (a PNG), 'text' (printed or displayed text), 'error'."""
+    kinds = set()
+    for o in cell.get("outputs", []):
+        if o.output_type == "error":
+            kinds.add("error")
+        elif o.output_type == "stream" and o.get("name") == "stdout":
+            kinds.add("text")
+        elif o.output_type in ("display_data", "execute_result"):
+            data = o.get("data", {})
+            kinds.add("figure" if "image/png" in data else "text" if "text/plain" in data else "other")
+    return kinds - {"other"}
+
+
+def _clean(nb):
+    """Drop volatile metadata so that refreshed notebooks differ only where their outputs do."""
+    for c in nb.cells:
+        c.metadata.pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
 def test_notebooks_exist():
     assert len(NOTEBOOKS) >= 1
+    for path in NOTEBOOKS:
+        assert _generator(path).is_file(), f"{path.name} has no generator {_generator(path).name}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+def test_notebook_matches_its_generator(path, tmp_path):
+    fresh = nbformat.read(generate(path, tmp_path), as_version=4)
+    committed = nbformat.read(path, as_version=4)
+    assert [c.source for c in committed.cells] == [c.source for c in fresh.cells], (
+        f"{path.name} differs from what {_generator(path).name} writes: run `{REFRESH} {path.name[:2]}`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_shows_plots_and_is_committed_with_outputs(path, tmp_path):
+    committed = nbformat.read(path, as_version=4)
+    nb = execute(nbformat.read(path, as_version=4), tmp_path)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    assert not errors, errors[0].get("evalue") if errors else ""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for c in code:
+        if "plt.show()" in c.source:
+            assert "figure" in _kinds(c), f"{path.name}: a cell calling plt.show() showed no figure:\n{c.source}"
+    stored = [c for c in committed.cells if c.cell_type == "code"]
+    for i, (fresh_cell, old_cell) in enumerate(zip(code, stored)):
+        assert _kinds(old_cell) >= _kinds(fresh_cell), (
+            f"{path.name}, code cell {i}: the committed notebook shows {sorted(_kinds(old_cell))} but a fresh "
+            f"run shows {sorted(_kinds(fresh_cell))}: run `{REFRESH} {path.name[:2]}` and commit the notebook")
+
+
+def refresh(selected: list[str]) -> None:
+    """Regenerate, execute and store the selected notebooks (all when ``selected`` is empty)."""
+    for path in NOTEBOOKS:
+        if selected and path.name[:2] not in selected:
+            continue
+        subprocess.run([sys.executable, str(_generator(path))], check=True, cwd=ROOT)
+        nb = execute(nbformat.read(path, as_version=4), ROOT / "notebooks")
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        if errors:
+            raise SystemExit(f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
+        nbformat.write(_clean(nb), str(path))
+        print(f"wrote {path.relative_to(ROOT)} with outputs")
+
+
+if __name__ == "__main__":
+    refresh(sys.argv[1:])
