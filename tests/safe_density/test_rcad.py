@@ -221,7 +221,7 @@ def test_float32_and_module_defaults():
     x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     out = RCAD().loss(m, x, [0, 1, 1, 0])
     assert out.dtype == torch.float32 and out.ndim == 0 and out.requires_grad
-    assert RCAD().step_size == "auto" and RCAD().weight == 0.2 and RCAD().label_smoothing == 0.0
+    assert RCAD().step_size == "auto" and RCAD().weight == 0.5 and RCAD().label_smoothing == 0.0
     assert RCAD.published().step_size == 0.5 and RCAD.published().weight == 0.2
     with pytest.raises(dataclasses.FrozenInstanceError):
         RCAD().step_size = 1.0
