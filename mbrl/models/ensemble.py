@@ -28,6 +28,7 @@ is also used whenever gradients are needed, on other devices and for float64/flo
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -214,6 +215,21 @@ class ProbabilisticEnsemble(nn.Module):
         return mean, logvar
 
     # ------------------------------------------------------------------ fused inference path
+    def with_matmul_dtype(self, dtype: torch.dtype | None) -> ProbabilisticEnsemble:
+        """A view of this model whose fused-path matrix products run in ``dtype`` (e.g. ``torch.bfloat16``).
+
+        The view shares every parameter and buffer with this model (no copy: a refit of the model is seen by
+        the view, whose weight cache follows the parameters' versions); only :attr:`matmul_dtype` differs.
+        Standardisation, log-variance bounds, sampling and the returned states stay in float32 when the
+        model is float32, so a planner can keep its states in float32 while its products run in bf16.
+        """
+        if dtype is not None and dtype not in _FUSED_DTYPES:
+            raise ValueError(f"dtype must be None, torch.float32 or torch.bfloat16, got {dtype!r}")
+        view = copy.copy(self)  # shallow: the same _parameters / _buffers / _modules dictionaries
+        view.__dict__["matmul_dtype"] = dtype
+        view.__dict__["_fused_cache"] = None
+        return view
+
     def _fused_dtype(self, x: torch.Tensor) -> torch.dtype | None:
         """Matrix-product dtype of the fused path for input ``x``, or None when the eager path must run."""
         if not self.fused or x.device.type != "cpu" or not onednn_fused_available():

@@ -464,3 +464,22 @@ def test_bf16_planning_returns_finite_in_bounds_actions():
         for _ in range(2):
             a = agent.act(np.full(O, 5.0, dtype=np.float32))
             assert a.shape == (A,) and np.isfinite(a).all() and (a >= -1).all() and (a <= 1).all()
+
+
+@needs_onednn
+def test_matmul_dtype_view_shares_parameters_and_follows_refits():
+    model = _fitted()
+    view = model.with_matmul_dtype(torch.bfloat16)
+    assert model.matmul_dtype is None and view.matmul_dtype is torch.bfloat16
+    assert all(a is b for a, b in zip(model.parameters(), view.parameters()))
+    obs, act = torch.randn(40, O) * 2 + 5, torch.rand(40, A)
+    with torch.no_grad():
+        before = view.predict(obs, act, deterministic=True)
+    model.fit(_data(150, seed=9), epochs=2, progress=False, seed=9)
+    with torch.no_grad():
+        ref = model.predict(obs, act, deterministic=True)
+        after = view.predict(obs, act, deterministic=True)
+    assert after.dtype == torch.float32 and not torch.allclose(after, before)
+    assert float((after - ref).abs().max()) < 0.05 * float((ref - obs).abs().mean())
+    with pytest.raises(ValueError, match="dtype"):
+        model.with_matmul_dtype(torch.float16)
