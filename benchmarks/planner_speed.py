@@ -153,7 +153,7 @@ class Anchor:
 
 
 _GROUPS = {"matrix products": ("baddbmm", "bmm", "addmm", "mm", "_linear_pointwise", "matmul", "linear"),
-           "activation": ("silu", "relu", "tanh", "elu"), "bias broadcast copy": ("copy_",)}
+           "activation": ("silu", "relu", "tanh", "elu"), "copy_ (bias broadcast, casts)": ("copy_",)}
 
 
 def profile_act(agent: MPCAgent, obs, top: int = 12) -> dict:
@@ -264,6 +264,8 @@ def main(argv=None) -> dict:
         if anchor:
             print(f"(mbrl-lib: {tab['mbrl-lib']['x_own_process_floor']:.2f} x the floor measured in its own process)")
 
+    out = out_dir("planner_speed", a.out)
+    write_json(out / "planner_speed.json", res)  # the timings are kept even if a profile below is cut short
     if a.profile:
         res["profile"] = {}
         for m, ag in agents.items():
@@ -273,7 +275,6 @@ def main(argv=None) -> dict:
                   ", ".join(f"{g} {s * 100:.0f}%" for g, s in prof["groups"].items()))
             for row in prof["top"]:
                 print(f"    {row['op']:<34} {row['self_share'] * 100:5.1f}%  {row['calls']:6d} calls")
-    out = out_dir("planner_speed", a.out)
     write_json(out / "planner_speed.json", res)
     _plot(res, out / "planner_speed.png")
     return res
