@@ -131,6 +131,108 @@ def load_after_save(save, load, make, path, seed: int = 2):
     return load(path)
 
 
+def test_second_replace_crash_leaves_old_copy_that_the_next_save_removes(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt"
+    save_state(path, *_state(1))
+    real_replace, calls = os.replace, []
+
+    def broken(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise Crash("power cut between the two renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(serialization.os, "replace", broken)
+    with pytest.raises(Crash):
+        save_state(path, *_state(2))
+    monkeypatch.undo()
+    assert not path.exists() and (tmp_path / ".ckpt.old").is_dir()
+    assert serialization.resolve_checkpoint(path) == tmp_path / ".ckpt.old"
+    assert _bit_equal(load_state(path)[0], _state(1)[0])  # the previous checkpoint, through the fallback
+    save_state(path, *_state(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # the old copy is gone
+    assert _bit_equal(load_state(path)[0], _state(3)[0])
+
+
+def test_atomic_directory_replaces_a_multi_part_checkpoint_as_a_whole(tmp_path):
+    """The helper for checkpoints made of several parts (e.g. a network and a density sub-folder)."""
+    path = tmp_path / "model"
+
+    def write(seed, fail_after_first_part=False):
+        with serialization.atomic_directory(path) as tmp:
+            serialization.write_state(tmp, *_state(seed))
+            if fail_after_first_part:
+                raise Crash("died before the second part")
+            save_state(tmp / "density", *_state(seed + 100))
+
+    write(1)
+    with pytest.raises(Crash):
+        write(2, fail_after_first_part=True)
+    assert _bit_equal(load_state(path)[0], _state(1)[0])
+    assert _bit_equal(load_state(path / "density")[0], _state(101)[0])  # both parts are the old ones
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    write(3)
+    assert _bit_equal(load_state(path)[0], _state(3)[0])
+    assert _bit_equal(load_state(path / "density")[0], _state(103)[0])
+    with pytest.raises(ValueError, match="path"):
+        with serialization.atomic_directory(tmp_path / ".."):
+            pass
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import torch
+import mbrl.util.serialization as s
+real = s.save_file
+def dying(tensors, filename, *a, **k):
+    real(tensors, filename, *a, **k)
+    with open(filename, "r+b") as f:
+        f.truncate(10)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup handler runs
+s.save_file = dying
+s.save_state(sys.argv[1], {"w": torch.full((3,), 2.0)}, {"v": 2})
+"""
+
+
+def test_killed_save_leaves_previous_checkpoint_and_its_leftovers_are_cleaned(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "ckpt"
+    save_state(path, {"w": torch.ones(3)}, {"v": 1})
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(path)], capture_output=True)
+    assert proc.returncode == -9  # SIGKILL: the save really died mid-write
+    stale = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(stale) == 1 and stale[0].name.startswith(".ckpt.tmp-")
+    tensors, meta = load_state(path)  # the previous checkpoint, intact
+    assert meta == {"v": 1} and torch.equal(tensors["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # ... and the load cleaned up
+    stale[0].mkdir()  # the same leftover again (its process is gone): the next save cleans it up too
+    (tmp_path / ".ckpt.ab12cd34.tmp").mkdir()  # a temporary name of earlier versions
+    save_state(path, {"w": torch.zeros(3)}, {"v": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_temporaries_of_a_running_save_are_not_stale(tmp_path):
+    path = tmp_path / "ckpt"
+    live = tmp_path / f".ckpt.tmp-{os.getppid()}-abc.tmp"  # a live process's save in progress
+    live.mkdir()
+    with serialization.atomic_directory(path) as tmp:
+        assert serialization.clean_stale(path) == []  # neither our own temporary nor the live one
+        assert tmp.is_dir() and live.is_dir()
+    assert live.is_dir()
+
+
+def test_atomic_write_text_leaves_no_temporary_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "log.json"
+    serialization.atomic_write_text(target, "old")
+    monkeypatch.setattr(serialization.os, "replace", lambda a, b: (_ for _ in ()).throw(Crash("disk")))
+    with pytest.raises(Crash):
+        serialization.atomic_write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["log.json"]
+
+
 # ----------------------------------------------------------------------------------- (b) no pickle
 _PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
