@@ -33,13 +33,12 @@ import operator
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from mbrl.util.seeding import make_generator
-from mbrl.util.serialization import load_state, save_state
+from mbrl.util.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
 from mbrl.util.validation import as_tensor, check_threshold
 
 __all__ = ["LDMConfig", "LDMConstraint", "LyapunovDensityModel"]
@@ -533,8 +532,10 @@ class LyapunovDensityModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save network, target, statistics and config (``mbrl.util.serialization``); the density goes to
-        ``path/density`` when it has a ``save`` method."""
+        """Save network, target, statistics, config and calibration (``mbrl.util.serialization``); the density
+        goes to ``path/density`` when it has a ``save`` method. Atomic as a whole: the network and the density
+        are written into a temporary folder that replaces ``path`` only when both are complete, so a crash at
+        any point leaves the previous checkpoint loadable."""
         if not self.fitted:
             raise RuntimeError("nothing to save: the model is not fitted")
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
@@ -561,9 +562,10 @@ class LyapunovDensityModel:
             "obs_indices": None if self.obs_indices is None else list(self.obs_indices),
             "calibration": self.calibration,
         }
-        save_state(path, tensors, meta)
-        if saves_density:
-            self.density.save(Path(path) / "density")
+        with atomic_directory(path) as tmp:
+            write_state(tmp, tensors, meta)
+            if saves_density:
+                self.density.save(tmp / "density")
 
     @classmethod
     def load(
@@ -571,6 +573,14 @@ class LyapunovDensityModel:
     ) -> LyapunovDensityModel:
         """Load a model saved by :meth:`save`; pass ``density`` if it was not saved with the model."""
         tensors, meta = load_state(path, device)
+        try:
+            return cls._from_state(path, tensors, meta, density, device)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"path {path} does not hold a LyapunovDensityModel checkpoint that matches its own "
+                             f"metadata ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_state(cls, path, tensors: dict, meta: dict, density, device) -> LyapunovDensityModel:
         cfg = dict(meta["config"])
         cfg["hidden"] = tuple(cfg["hidden"])
         if density is None:
@@ -578,7 +588,7 @@ class LyapunovDensityModel:
             reg = _density_registry()
             if name not in reg:
                 raise ValueError("density must be given: the checkpoint holds no loadable density model")
-            density = reg[name].load(Path(path) / "density", device=device)
+            density = reg[name].load(resolve_checkpoint(path) / "density", device=device)
         m = cls(
             meta["obs_dim"],
             meta["act_dim"],

@@ -413,3 +413,56 @@ def test_constraint_cost_fast_path_other_densities():
             torch.testing.assert_close(c.cost(o, a), ref, rtol=1e-6, atol=1e-6)
             out = c.cost(bad, a)
             assert torch.isfinite(out).all() and out[1, 1] > 1e30
+
+
+# ------------------------------------------------------------------------------------------------ features, calibration
+def test_obs_indices_calibration_and_checkpoint_round_trip(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(400, 4, generator=g)
+    act = torch.rand(400, 2, generator=g) * 2 - 1
+    ldm = LyapunovDensityModel(4, 2, -np.ones(2), np.ones(2), steps=30, obs_indices=[1, 2, 3], seed=0)
+    ldm.fit(obs, act, obs + 0.05 * torch.randn(400, 4, generator=g), progress=False)
+    shifted = obs.clone()
+    shifted[:, 0] += 1e3                                          # x is not a feature: nothing changes
+    assert torch.allclose(ldm.value(shifted[:50], act[:50]), ldm.value(obs[:50], act[:50]))
+    c = ldm.calibrate(obs, act, 0.75)
+    g_data = ldm.value(obs, act)
+    assert float((g_data <= c + 1e-5).float().mean()) == pytest.approx(0.75, abs=0.01)
+    assert ldm.calibration["energy"] <= c + 1e-5                  # G >= E, so its quantile is at least E's
+    ldm.save(tmp_path / "ldm")
+    back = LyapunovDensityModel.load(tmp_path / "ldm")
+    assert back.obs_indices == (1, 2, 3) and back.calibration == ldm.calibration
+    assert torch.allclose(back.value(obs[:20], act[:20]), ldm.value(obs[:20], act[:20]), atol=1e-5)
+    assert back.constraint().threshold == c
+
+
+@pytest.mark.parametrize("bad", [[], [0, 0], [4], [-1], [1.5], [True], "ab", 3])
+def test_obs_indices_validation(bad):
+    with pytest.raises(ValueError, match="obs_indices"):
+        LyapunovDensityModel(4, 2, -np.ones(2), np.ones(2), obs_indices=bad)
+
+
+def test_constraint_needs_a_threshold_or_calibration():
+    ldm = _fitted_ldm()
+    with pytest.raises(ValueError, match="threshold"):
+        ldm.constraint()
+    with pytest.raises(ValueError, match="quantile"):
+        ldm.calibrate(torch.zeros(3, ldm.obs_dim), torch.zeros(3, ldm.act_dim), 1.5)
+
+
+def test_save_is_atomic_with_the_density(tmp_path, monkeypatch):
+    """A crash while the density is written leaves the previous checkpoint loadable (network and density)."""
+    ldm = _fitted_ldm()
+    ldm.save(tmp_path / "ldm")
+    before = LyapunovDensityModel.load(tmp_path / "ldm")
+    o, a = torch.zeros(5, ldm.obs_dim), torch.zeros(5, ldm.act_dim)
+    ldm.net[0].bias.data += 1.0                                     # a different model to save over the first
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(type(ldm.density), "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ldm.save(tmp_path / "ldm")
+    after = LyapunovDensityModel.load(tmp_path / "ldm")
+    assert torch.equal(after.value(o, a), before.value(o, a))
+    assert [p.name for p in tmp_path.iterdir()] == ["ldm"]           # no temporary folder left behind
