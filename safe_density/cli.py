@@ -29,7 +29,7 @@ __all__ = ["UsageError", "build_parser", "main"]
 
 #: Gradient steps of ``fit-ldm`` by default: about a minute on 2 CPU cores for a few thousand transitions
 #: (README "Used by"); ``--steps`` asks for more.
-FIT_LDM_STEPS = 1000
+FIT_LDM_STEPS = 2000
 
 
 class UsageError(Exception):
