@@ -1,41 +1,37 @@
-"""MURAL vs a plain success classifier (VICE-like) vs the sparse task reward, planned by PETS-style MPC.
+"""MURAL vs exact CNML vs a plain success classifier (VICE-like) vs the sparse task reward, same agent and budget.
 
-design.md, "MURAL" and "PETS". On each goal task (PointMaze U-maze, Meta-World push-v3; fixed start and
-goal, see ``mbrl/tasks/maze.py`` and ``mbrl/tasks/metaworld_push.py``) and for each reward:
+design.md, "MURAL" and "Published recipes". Claim checked (Li et al., ICML 2021): MURAL's reward stays
+near 1/2 on states nobody has tried, so an agent keeps looking where a plain classifier leads it greedily
+into a wall, and reaches goals that sparse rewards and plain classifiers miss.
 
-* ``sparse``: the task's own success reward (1 inside the goal region, 0 elsewhere);
-* ``classifier``: ``MuralReward(method="classifier")``, the maximum-likelihood success classifier;
-* ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward,
+Tasks: PointMaze U-maze and Medium (gymnasium-robotics; analogues of the authors' zigzag and spiral mazes,
+fixed start and goal, ``mbrl/tasks/maze.py``) and Meta-World push-v3 (``mbrl/tasks/metaworld_push.py``).
+Rewards (``--rewards``):
 
-the loop is: one random warm-up episode; then, before every MPC episode, refit the dynamics ensemble on
-the whole replay buffer and update the reward classifier with the states of the last episode (it keeps
-all visited states, up to its ``max_visited``) -- MURAL's "retrain on all visited states" -- and act
-with ``MPCAgent`` (CEM, TS-inf), the classifier reward replacing the task reward inside the planner.
-The classifiers see the task's ``goal_features`` (maze: ball xy; push: hand and puck xyz) and K success
-examples from ``task.success_examples``.
+* ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward;
+* ``cnml``: exact CNML (two classifiers retrained per query), tabulated once per update on a grid over the
+  2-D maze features and interpolated bilinearly (the planner queries ~10^5 states per episode; exact CNML
+  per query is not affordable on CPU; on the grid points it is exact, on at most ``cnml_max_data``
+  training points subsampled with their class weights). Mazes only;
+* ``classifier``: ``MuralReward(method="classifier")``, the maximum-likelihood classifier (VICE-like);
+* ``sparse``: the task's own success reward (1 inside the goal region, 0 elsewhere).
 
-Reported per episode: whether the true success test fired at any step (``success``), the final and the
-smallest distance to the goal, and the environment steps so far. JSON + PNG go to
-``results/mural_tasks/`` (or ``--out``).
+Agents (``--agents``): ``mpc``, the library's PETS loop (:func:`mbrl.train.run_pets`: random warm-up
+episode, then the ensemble refitted and an MPC episode per iteration) with the reward as a
+``RewardShaper`` retrained by an episode-end callback on the episode's states; ``sac``, Stable-Baselines3
+SAC (optional extra ``rl``) through :class:`safe_density.mural.MuralRewardWrapper`, retrained every
+``retrain_every`` environment steps (the authors' SAC settings: 256 x 256, lr 3e-4, batch 256, 1,000
+initial random steps).
 
-Presets. ``--quick`` (CPU, 2 cores, < 15 min for both tasks): small nets, CEM 100/10 x 3 iterations,
-horizon 15 (maze) / 10 (push), 4 particles, 3 MPC episodes (maze: 300 steps; push: 150 steps, shortened
-from 500), one seed, ``MuralConfig.small()`` with 200 meta-/classifier steps per update.
-``--preset paper`` (GPU advised): the PETS code's sizes (4 x 200 ensemble, CEM 500/50 x 5, horizon 30,
-20 particles), full-length episodes and MURAL's own classifier sizes (``MuralConfig()``: 2 x 2048,
-official-code learning rates).
+Reported per (task, agent, reward): success rate over seeds (the goal region reached at least once within
+the budget), environment steps to the first success (per seed, and the median over seeds counting a
+miss as the budget), the fraction of the maze's free cells visited, and the time. A run stops at its
+first success. Figures: visited-state heat maps over the maze per reward (all seeds), and the reward map
+of seed 0 at a few moments. JSON + PNG go to ``results/mural_tasks/`` (or ``--out``).
 
-Paper numbers (Li et al., ICML 2021, arXiv 2107.07184): the paper reports learning curves (distance to
-goal / success vs environment steps, SAC as the RL algorithm, millions of steps) in figures, not
-tables; we could not retrieve the curves' values with our search tools, so no number is quoted. Its
-qualitative claim -- MURAL solves the mazes and Sawyer push, where VICE-style classifiers and sparse
-rewards stall -- is what ``claim_from_paper`` in the JSON records.
-
-Optional: ``--sac`` runs SB3 SAC through :class:`safe_density.mural.MuralRewardWrapper` when
-``stable_baselines3`` is importable (it is not a dependency; the run is skipped otherwise).
-
-CLI: ``python benchmarks/mural_tasks.py --quick`` or ``python benchmarks/mural_tasks.py --preset paper
---device cuda --seeds 0 1 2``.
+    python benchmarks/mural_tasks.py --quick                       # maze table, CPU, both mazes, 3 seeds
+    python benchmarks/mural_tasks.py --quick --agents sac --tasks umaze
+    python benchmarks/mural_tasks.py --preset paper --device cuda --seeds 0 1 2 3 4 --tasks umaze medium push
 """
 
 from __future__ import annotations
@@ -44,7 +40,7 @@ import argparse
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +49,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, out_dir, write_json  # noqa: E402
 
-from mbrl.agent import MPCAgent  # noqa: E402
-from mbrl.buffer import ReplayBuffer  # noqa: E402
-from mbrl.models.ensemble import PETS_WEIGHT_DECAY, ProbabilisticEnsemble  # noqa: E402
-from mbrl.planning import CEM  # noqa: E402
-from mbrl.tasks.maze import GoalTask, make_maze_task  # noqa: E402
-from mbrl.tasks.metaworld_push import make_push_task  # noqa: E402
-from mbrl.util.seeding import seed_everything  # noqa: E402
-from safe_density.mural import MuralConfig, MuralReward  # noqa: E402
+from mbrl.tasks import make_task  # noqa: E402
+from mbrl.tasks.maze import GoalTask  # noqa: E402
+from mbrl.train import EpisodeEnd, PETSConfig, run_pets  # noqa: E402
+from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batched  # noqa: E402
 
-METHODS = ("mural", "classifier", "sparse")
-TASKS = {"maze": lambda: make_maze_task("PointMaze_UMaze-v3"),
-         "maze_medium": lambda: make_maze_task("PointMaze_Medium-v3"),
-         "push": lambda: make_push_task()}
+REWARDS = ("mural", "cnml", "classifier", "sparse")
+AGENTS = ("mpc", "sac")
+TASKS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "push": "MetaWorld-push-v3"}
 PAPER_CLAIM = ("MURAL (meta-NML reward, SAC) reaches the goal on its mazes and on Sawyer push, where "
                "VICE-style classifier rewards and sparse rewards fail or are much slower "
                "(Li et al. 2021, Sec. 6, learning-curve figures; no tabulated numbers retrieved).")
@@ -73,204 +64,393 @@ PAPER_CLAIM = ("MURAL (meta-NML reward, SAC) reaches the goal on its mazes and o
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One run's sizes (see module doc for the presets)."""
+    """One (task, preset)'s settings. ``pets`` is an override of the library's :class:`PETSConfig`."""
 
-    hidden: tuple[int, ...] = (200, 200, 200, 200)
-    ensemble_size: int = 5
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    population: int = 500
-    elites: int = 50
-    iterations: int = 5
-    horizon: int = 30
-    particles: int = 20
-    episodes: int = 30
-    episode_steps: int | None = None  # None: the task's max_episode_steps
-    n_examples: int = 64
-    mural_small: bool = False  # MuralConfig.small() (CPU) instead of MuralConfig() (paper sizes)
-    mural_update_steps: int | None = None
+    pets: PETSConfig = field(default_factory=PETSConfig)
+    n_examples: int = 150  # the authors' 150 success examples
+    mural: MuralConfig | None = None  # None: MuralConfig.for_device (logged)
+    cnml_grid: int = 24
+    cnml_max_data: int = 1000
+    cnml: CNMLConfig = field(default_factory=lambda: CNMLConfig(steps=100, lr=1e-2))
+    sac_steps: int = 20_000
+    sac_episode_steps: int = 100  # the authors' maze episodes
+    retrain_every: int = 1000  # SAC: the authors' epoch length
+    snapshots: tuple[int, ...] = (1, 3, 6)  # episodes (mpc) after which the reward map is kept
+    action_repeat: int = 1  # mazes, MPC agent: env steps per agent step (horizon H sees H * k env steps)
+    stop_at_success: bool = True
 
     def replace(self, **kw) -> BenchConfig:
         return dataclasses.replace(self, **kw)
 
 
+_QUICK_PETS = PETSConfig(hidden=(64, 64), ensemble_size=5, epochs_per_episode=10, population=100, elites=10,
+                         iterations=3, horizon=15, particles=4, episodes=10)
 PRESETS: dict[str, dict[str, BenchConfig]] = {
-    "paper": {
-        "maze": BenchConfig(episodes=30),
-        "maze_medium": BenchConfig(episodes=30),
-        "push": BenchConfig(hidden=(200, 200, 200), horizon=25, episodes=30),
-    },
     "quick": {
-        "maze": BenchConfig(hidden=(64, 64), epochs=10, population=100, elites=10, iterations=3, horizon=15,
-                            particles=4, episodes=3, episode_steps=300, n_examples=32, mural_small=True,
-                            mural_update_steps=200),
-        "maze_medium": BenchConfig(hidden=(64, 64), epochs=10, population=100, elites=10, iterations=3,
-                                   horizon=15, particles=4, episodes=3, episode_steps=300, n_examples=32,
-                                   mural_small=True, mural_update_steps=200),
-        "push": BenchConfig(hidden=(64, 64), epochs=10, population=100, elites=10, iterations=3, horizon=10,
-                            particles=4, episodes=3, episode_steps=150, n_examples=32, mural_small=True,
-                            mural_update_steps=200),
+        "umaze": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=5, snapshots=(0, 2, 5, 10)),
+        "medium": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, sac_episode_steps=200, action_repeat=5,
+                              snapshots=(0, 2, 5, 10)),
+        "push": BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=4, max_episode_steps=150),
+                            sac_steps=5000, sac_episode_steps=150),
+    },
+    "paper": {  # GPU: the PETS code's sizes, MURAL's published classifier sizes
+        "umaze": BenchConfig(pets=PETSConfig(episodes=30, max_episode_steps=300), mural=MuralConfig.published(),
+                             sac_steps=200_000, snapshots=(1, 5, 10, 20, 30)),
+        "medium": BenchConfig(pets=PETSConfig(episodes=40, max_episode_steps=600), mural=MuralConfig.published(),
+                              sac_steps=500_000, sac_episode_steps=200, snapshots=(1, 5, 10, 20, 40)),
+        "push": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=30, max_episode_steps=500),
+                            mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=500,
+                            snapshots=(1, 10, 30)),
     },
 }
 
 
-def _weight_decay(n_hidden: int) -> tuple[float, ...]:
-    """PETS' per-layer L2 (hidden layers ramp 2.5e-5 .. 7.5e-5, output 1e-4) for ``n_hidden`` layers."""
-    hidden = PETS_WEIGHT_DECAY[:-1]
-    return tuple(hidden[min(i, len(hidden) - 1)] for i in range(n_hidden)) + (PETS_WEIGHT_DECAY[-1],)
+# ---------------------------------------------------------------------------------------------- maze geometry
+class MazeGrid:
+    """Free cells of a PointMaze layout and a grid over its (x, y) extent (for coverage and maps)."""
+
+    def __init__(self, task: GoalTask):
+        env = task.make_env()
+        maze = env.unwrapped.maze
+        self.map = np.asarray(maze.maze_map)
+        self.scale = float(maze.maze_size_scaling)
+        rows, cols = self.map.shape
+        self.x_lo, self.x_hi = -cols * self.scale / 2, cols * self.scale / 2
+        self.y_lo, self.y_hi = -rows * self.scale / 2, rows * self.scale / 2
+        env.close()
+
+    def cell(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        col = np.clip(((xy[:, 0] - self.x_lo) / self.scale).astype(int), 0, self.map.shape[1] - 1)
+        row = np.clip(((self.y_hi - xy[:, 1]) / self.scale).astype(int), 0, self.map.shape[0] - 1)
+        return row, col
+
+    def coverage(self, xy: np.ndarray) -> float:
+        """Fraction of the free cells with at least one visited state."""
+        row, col = self.cell(xy)
+        seen = np.zeros_like(self.map, dtype=bool)
+        seen[row, col] = True
+        free = self.map == 0
+        return float((seen & free).sum() / free.sum())
+
+    def grid(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        gx = np.linspace(self.x_lo + self.scale, self.x_hi - self.scale, n)
+        gy = np.linspace(self.y_lo + self.scale, self.y_hi - self.scale, n)
+        return gx, gy
 
 
-def _episode(env, task: GoalTask, policy, seed: int, steps: int, buffer: ReplayBuffer) -> dict:
-    obs, _ = env.reset(seed=seed)
-    visited, success, t0 = [], False, time.perf_counter()
-    dmin = float(task.distance_fn(torch.as_tensor(obs)))
-    for _ in range(steps):
-        act = np.asarray(policy(obs), dtype=np.float32)
-        nxt, rew, term, trunc, info = env.step(act)
-        buffer.add(obs, act, nxt, float(rew), bool(term), bool(trunc))
-        visited.append(np.asarray(nxt, dtype=np.float64))
-        success |= bool(info.get("success", False))
-        dmin = min(dmin, float(task.distance_fn(torch.as_tensor(nxt))))
-        obs = nxt
-        if term or trunc:
-            break
-    return {"success": success, "final_distance": float(task.distance_fn(torch.as_tensor(obs))),
-            "min_distance": dmin, "steps": len(visited), "seconds": time.perf_counter() - t0,
-            "_visited": np.stack(visited)}
+def _maze_obs(task: GoalTask, xy: np.ndarray) -> torch.Tensor:
+    """Observations ``[M, 6]`` at positions ``xy[M, 2]`` with zero velocity and the task's goal."""
+    goal = np.tile(np.asarray(task.info["goal"]), (len(xy), 1))
+    return torch.as_tensor(np.concatenate([xy, np.zeros_like(xy), goal], 1), dtype=torch.float32)
 
 
-def run_one(task_key: str, method: str, cfg: BenchConfig, seed: int = 0, device: str = "cpu",
-            progress: bool = True) -> list[dict]:
-    """One (task, reward) run; returns the per-episode log (episode 0 is the random warm-up)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    seed_everything(seed)
-    task = TASKS[task_key]()
-    env = task.make_env()
-    steps = cfg.episode_steps or task.max_episode_steps
-    dev = torch.device(device)
-    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, ensemble_size=cfg.ensemble_size,
-                                  hidden=cfg.hidden, weight_decay=_weight_decay(len(cfg.hidden)),
-                                  device=dev, seed=seed)
-    buffer = ReplayBuffer((cfg.episodes + 1) * steps, task.obs_dim, task.act_dim)
-    shaper = None
-    if method != "sparse":
-        mcfg = MuralConfig.small() if cfg.mural_small else MuralConfig()
-        shaper = MuralReward(task.success_examples(cfg.n_examples, seed=seed),
-                             method="meta_nml" if method == "mural" else "classifier", seed=seed, device=dev,
-                             config=mcfg, feature_fn=task.goal_features)
-    low, high = task.action_low, task.action_high
-    log, total = [], 0
-    for ep in range(cfg.episodes + 1):
-        ep_seed = int(np.random.SeedSequence([seed, ep]).generate_state(1)[0])
-        t0 = time.perf_counter()
-        if ep == 0:
-            rng = np.random.default_rng(ep_seed)
-            policy = lambda _o, rng=rng: rng.uniform(low, high).astype(np.float32)  # noqa: E731
-        else:
-            model.fit(buffer, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, holdout=0.1,
-                      seed=ep_seed, progress=False)
-            agent = MPCAgent(model, task.reward_fn, task.termination_fn, low, high,
-                             optimizer=CEM(population=cfg.population, elites=cfg.elites,
-                                           iterations=cfg.iterations, alpha=0.1),
-                             horizon=cfg.horizon, particles=cfg.particles, propagation="ts_inf",
-                             reward_shapers=[shaper] if shaper is not None else [], dtype=torch.float32,
-                             device=dev, seed=ep_seed)
-            policy = agent.act
-        train_s = time.perf_counter() - t0
-        row = _episode(env, task, policy, ep_seed, steps, buffer)
-        visited = row.pop("_visited")
-        if shaper is not None:  # MURAL / VICE: every visited state is a negative; retrain after each episode
-            t1 = time.perf_counter()
-            shaper.update(visited, steps=cfg.mural_update_steps, progress=False)
-            train_s += time.perf_counter() - t1
-        total += row["steps"]
-        row.update(episode=ep, phase="random" if ep == 0 else "mpc", env_steps=total, train_seconds=train_s)
-        log.append(row)
-        if progress:
-            print(f"[{task_key}/{method}/seed{seed}] ep {ep:2d} steps {total:6d} "
-                  f"success {row['success']!s:5} final_d {row['final_distance']:.3f} "
-                  f"min_d {row['min_distance']:.3f} "
-                  f"({row['seconds']:.0f}s act, {train_s:.0f}s train)", flush=True)
-    env.close()
-    return log
+# ---------------------------------------------------------------------------------------------- CNML on a grid
+class GridCNML:
+    """Exact CNML of a ``MuralReward(method="cnml")`` tabulated on an ``n x n`` grid of the 2-D features after
+    each update, interpolated bilinearly in between (a ``RewardShaper``: ``(obs, act, next_obs) -> [...]``)."""
+
+    mode, weight = "replace", 1.0
+
+    def __init__(self, mr: MuralReward, lo: tuple[float, float], hi: tuple[float, float], n: int,
+                 max_data: int, seed: int):
+        if mr.method != "cnml" or mr.feature_dim != 2:
+            raise ValueError("GridCNML needs a MuralReward(method='cnml') with 2-D features")
+        self.mr, self.n, self.max_data = mr, int(n), int(max_data)
+        self.lo, self.hi = torch.tensor(lo), torch.tensor(hi)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.table: torch.Tensor | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.table is not None
+
+    def update(self, visited, progress: bool = False) -> GridCNML:
+        self.mr.update(visited, progress=progress)
+        x, y, c = self.mr.training_data
+        if x.shape[0] > self.max_data:  # class-balanced subsample, weights rescaled to the same class totals
+            idx = torch.randperm(x.shape[0], generator=self.gen)[: self.max_data]
+            xs, ys = x[idx], y[idx]
+            n1 = float(ys.sum())
+            n0 = float(len(ys) - n1)
+            cs = torch.where(ys > 0.5, 0.5 * len(ys) / max(n1, 1.0), 0.5 * len(ys) / max(n0, 1.0))
+            x, y, c = xs, ys, cs.to(x)
+        t = torch.linspace(0, 1, self.n)
+        gx = self.lo[0] + t * (self.hi[0] - self.lo[0])
+        gy = self.lo[1] + t * (self.hi[1] - self.lo[1])
+        pts = torch.stack(torch.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
+        f = self.mr.standardise(pts)
+        r = cnml_batched(self.mr.model, self.mr.mle_params, x, y, c, f, self.mr.config.cnml)
+        self.table = r.reshape(self.n, self.n)
+        return self
+
+    def _interp(self, xy: torch.Tensor) -> torch.Tensor:
+        u = ((xy - self.lo.to(xy)) / (self.hi - self.lo).to(xy) * (self.n - 1)).clamp(0, self.n - 1)
+        i0 = u.floor().clamp(max=self.n - 2).long()
+        w = u - i0
+        tab = self.table.to(xy)
+        a = tab[i0[..., 0], i0[..., 1]]
+        b = tab[i0[..., 0] + 1, i0[..., 1]]
+        c = tab[i0[..., 0], i0[..., 1] + 1]
+        d = tab[i0[..., 0] + 1, i0[..., 1] + 1]
+        wx, wy = w[..., 0], w[..., 1]
+        out = a * (1 - wx) * (1 - wy) + b * wx * (1 - wy) + c * (1 - wx) * wy + d * wx * wy
+        return torch.nan_to_num(out, nan=0.0)
+
+    def __call__(self, obs, act=None, next_obs=None) -> torch.Tensor:
+        s = obs if next_obs is None else next_obs
+        return self._interp(self.mr.feature_fn(s.float()))
+
+    def reward(self, states) -> torch.Tensor:
+        return self(torch.as_tensor(states, dtype=torch.float32))
 
 
-def _summary(logs: list[list[dict]]) -> dict:
-    mpc = [r for log in logs for r in log if r["phase"] == "mpc"]
-    last = [log[-1] for log in logs]
-    return {"success_rate": float(np.mean([r["success"] for r in mpc])) if mpc else float("nan"),
-            "final_distance_last_episode": float(np.mean([r["final_distance"] for r in last])),
-            "min_distance_best": float(np.min([r["min_distance"] for r in mpc])) if mpc else float("nan"),
-            "env_steps": int(np.mean([log[-1]["env_steps"] for log in logs])),
-            "seconds": float(sum(r["seconds"] + r["train_seconds"] for log in logs for r in log))}
+def make_reward(kind: str, task: GoalTask, cfg: BenchConfig, seed: int, device: str):
+    """The reward object of ``kind`` (``None`` for the sparse task reward)."""
+    if kind == "sparse":
+        return None
+    ex = task.success_examples(cfg.n_examples, seed=seed)
+    method = {"mural": "meta_nml", "cnml": "cnml", "classifier": "classifier"}[kind]
+    mcfg = cfg.mural
+    if kind == "cnml":
+        mcfg = dataclasses.replace(mcfg or MuralConfig.small(), cnml=cfg.cnml)
+    mr = MuralReward(ex, method=method, seed=seed, device=device, config=mcfg, feature_fn=task.goal_features)
+    if kind == "cnml":
+        grid = MazeGrid(task)
+        return GridCNML(mr, (grid.x_lo, grid.y_lo), (grid.x_hi, grid.y_hi), cfg.cnml_grid, cfg.cnml_max_data, seed)
+    return mr
 
 
-def _plot(results: dict, path: Path) -> None:
+def reward_map(task: GoalTask, shaper, n: int = 41) -> np.ndarray | None:
+    """``[n, n]`` reward over the maze's (x, y) (rows: y), or None for the sparse reward."""
+    if shaper is None or not shaper.fitted:
+        return None
+    g = MazeGrid(task)
+    gx = np.linspace(g.x_lo, g.x_hi, n)
+    gy = np.linspace(g.y_lo, g.y_hi, n)
+    xy = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+    with torch.no_grad():
+        r = shaper.reward(_maze_obs(task, xy))
+    return r.reshape(n, n).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- MPC agent
+class GoalTracker:
+    """Episode-end callback of :func:`run_pets`: success, first-success step, coverage, reward retraining."""
+
+    def __init__(self, task: GoalTask, shaper, cfg: BenchConfig, is_maze: bool):
+        self.task, self.shaper, self.cfg, self.is_maze = task, shaper, cfg, is_maze
+        self.grid = MazeGrid(task) if is_maze else None
+        self.first_success: int | None = None
+        self.env_steps = 0  # raw env steps (agent steps x action repeat)
+        self.positions: list[np.ndarray] = []
+        self.maps: dict[int, list] = {}
+
+    def __call__(self, end: EpisodeEnd) -> bool:
+        succ = [bool(i.get("success", False)) for i in end.infos]
+        inner = np.cumsum([int(i.get("inner_steps", 1)) for i in end.infos])
+        if any(succ) and self.first_success is None:
+            self.first_success = self.env_steps + int(inner[succ.index(True)])
+        self.env_steps += int(inner[-1])
+        end.row["raw_env_steps"] = self.env_steps
+        d = self.task.distance_fn(torch.as_tensor(end.next_obs)).numpy()
+        end.row.update(success=any(succ), min_distance=float(d.min()), final_distance=float(d[-1]))
+        if self.is_maze:
+            self.positions.append(end.next_obs[:, :2].copy())
+            end.row["coverage"] = self.grid.coverage(np.concatenate(self.positions))
+        if self.shaper is not None:
+            t0 = time.perf_counter()
+            self.shaper.update(end.next_obs, progress=False)
+            end.row["reward_update_seconds"] = time.perf_counter() - t0
+        if self.is_maze and end.episode in self.cfg.snapshots:
+            m = reward_map(self.task, self.shaper)
+            if m is not None:
+                self.maps[end.episode] = m.tolist()
+        print(f"    ep {end.episode} ({end.phase}) steps {self.env_steps} success {any(succ)} "
+              f"min_d {d.min():.2f} cov {end.row.get('coverage', float('nan')):.2f} act {end.row['seconds']:.0f}s "
+              f"rew-update {end.row.get('reward_update_seconds', 0):.1f}s", flush=True)
+        return not (self.cfg.stop_at_success and self.first_success is not None)
+
+
+def _task(task_key: str, action_repeat: int = 1) -> GoalTask:
+    return make_task(TASKS[task_key], action_repeat=action_repeat) if action_repeat > 1 else make_task(TASKS[task_key])
+
+
+def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
+    task = _task(task_key, cfg.action_repeat)
+    shaper = make_reward(kind, task, cfg, seed, device)
+    tracker = GoalTracker(task, shaper, cfg, task_key != "push")
+    t0 = time.perf_counter()
+    log = run_pets(task, cfg.pets, seed=seed, device=device, progress=False,
+                   reward_shapers=[shaper] if shaper is not None else [], callbacks=[tracker])
+    out = {"log": log, "first_success": tracker.first_success, "seconds": time.perf_counter() - t0,
+           "env_steps": tracker.env_steps, "maps": tracker.maps}
+    if tracker.positions:
+        out["positions"] = np.concatenate(tracker.positions)[::2].round(3).tolist()
+        out["coverage"] = log[-1]["coverage"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- SAC agent
+def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
+    """SB3 SAC (the authors' settings) on the task with ``kind``'s reward, until the first success or the budget."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from safe_density.mural import MuralRewardWrapper
+
+    task = make_task(TASKS[task_key])
+    env = task.make_env(max_episode_steps=cfg.sac_episode_steps)
+    shaper = make_reward(kind, task, cfg, seed, device)
+    if isinstance(shaper, MuralReward):
+        env = MuralRewardWrapper(env, shaper, retrain_every=cfg.retrain_every)
+    elif isinstance(shaper, GridCNML):
+        env = _GridRewardWrapper(env, shaper, cfg.retrain_every)
+    rec = {"pos": [], "first": None, "steps": 0, "maps": {}}
+    is_maze = task_key != "push"
+    grid = MazeGrid(task) if is_maze else None
+
+    class Track(gym.Wrapper):
+        def step(self, action):
+            obs, r, term, trunc, info = self.env.step(action)
+            rec["steps"] += 1
+            if is_maze:
+                rec["pos"].append(np.asarray(obs[:2], dtype=np.float32))
+            if info.get("success", False) and rec["first"] is None:
+                rec["first"] = rec["steps"]
+            if is_maze and shaper is not None and rec["steps"] % (cfg.sac_steps // 4) == 0:
+                m = reward_map(task, shaper)
+                if m is not None:
+                    rec["maps"][rec["steps"]] = m.tolist()
+            return obs, r, term, trunc, info
+
+    class Stop(BaseCallback):
+        def _on_step(self) -> bool:
+            return not (cfg.stop_at_success and rec["first"] is not None)
+
+    env = Track(env)
+    t0 = time.perf_counter()
+    model = SAC("MlpPolicy", env, learning_rate=3e-4, batch_size=256, tau=5e-3, gamma=0.99,
+                learning_starts=1000, policy_kwargs={"net_arch": [256, 256]}, seed=seed, device=device, verbose=0)
+    model.learn(total_timesteps=cfg.sac_steps, callback=Stop())
+    out = {"first_success": rec["first"], "env_steps": rec["steps"], "seconds": time.perf_counter() - t0,
+           "maps": rec["maps"]}
+    if is_maze and rec["pos"]:
+        pos = np.stack(rec["pos"])
+        out["positions"] = pos[::4].round(3).tolist()
+        out["coverage"] = grid.coverage(pos)
+    return out
+
+
+class _GridRewardWrapper:
+    """Minimal MuralRewardWrapper analogue for :class:`GridCNML` (built lazily to keep gymnasium optional)."""
+
+    def __new__(cls, env, shaper: GridCNML, retrain_every: int):
+        import gymnasium as gym
+
+        class W(gym.Wrapper):
+            def __init__(self):
+                super().__init__(env)
+                self.pending: list[np.ndarray] = []
+                self.t = 0
+
+            def reset(self, **kw):
+                obs, info = self.env.reset(**kw)
+                if not shaper.fitted:
+                    shaper.update(np.asarray(obs)[None])
+                return obs, info
+
+            def step(self, action):
+                obs, task_r, term, trunc, info = self.env.step(action)
+                r = float(shaper.reward(np.asarray(obs)[None])[0])
+                self.pending.append(np.asarray(obs, dtype=np.float64))
+                self.t += 1
+                if self.t % retrain_every == 0:
+                    shaper.update(np.stack(self.pending))
+                    self.pending.clear()
+                return obs, r, term, trunc, {**info, "task_reward": task_r}
+
+        return W()
+
+
+# ---------------------------------------------------------------------------------------------- report
+def summarise(runs: list[dict], budget: int) -> dict:
+    firsts = [r["first_success"] for r in runs]
+    hits = [f for f in firsts if f is not None]
+    med = float(np.median([f if f is not None else budget for f in firsts]))
+    out = {"success_rate": len(hits) / len(runs), "first_success_steps": firsts,
+           "median_steps_to_success": med if hits else None, "budget_env_steps": budget,
+           "seconds": float(sum(r["seconds"] for r in runs))}
+    if all("coverage" in r for r in runs):
+        out["coverage"] = float(np.mean([r["coverage"] for r in runs]))
+    return out
+
+
+def _budget(agent: str, cfg: BenchConfig, task_steps: int) -> int:
+    if agent == "sac":
+        return cfg.sac_steps
+    steps = cfg.pets.max_episode_steps * cfg.action_repeat if cfg.pets.max_episode_steps else task_steps
+    return steps * (cfg.pets.warmup_episodes + cfg.pets.episodes)
+
+
+def plot(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(results)
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7), squeeze=False)
-    for j, tk in enumerate(tasks):
-        for method, res in results[tk].items():
-            for s, log in enumerate(res["logs"]):
-                x = [r["env_steps"] for r in log]
-                lab = method if s == 0 else None
-                cum = np.cumsum([r["success"] for r in log]) / np.arange(1, len(log) + 1)
-                axes[0, j].plot(x, cum, marker="o", label=lab, color=f"C{METHODS.index(method)}")
-                axes[1, j].plot(x, [r["final_distance"] for r in log], marker="o", label=lab,
-                                color=f"C{METHODS.index(method)}")
-        axes[0, j].set_title(tk)
-        axes[0, j].set_ylim(-0.05, 1.05)
-        axes[0, j].set_ylabel("fraction of episodes reaching the goal")
-        axes[1, j].set_ylabel("final distance to goal")
-        axes[1, j].set_xlabel("environment steps")
-        axes[0, j].legend()
+    panels = [(tk, ag, kind, res) for tk, by_a in results.items() if tk != "push"
+              for ag, by_k in by_a.items() for kind, res in by_k.items()]
+    if not panels:
+        return
+    n_maps = max(len(res["runs"][0].get("maps", {})) for *_, res in panels)
+    fig, axes = plt.subplots(len(panels), 1 + n_maps, figsize=(3.2 * (1 + n_maps), 3.0 * len(panels)),
+                             squeeze=False)
+    for i, (tk, ag, kind, res) in enumerate(panels):
+        task = make_task(TASKS[tk])
+        g = MazeGrid(task)
+        ext = (g.x_lo, g.x_hi, g.y_lo, g.y_hi)
+        walls = np.ma.masked_where(g.map == 0, g.map)
+        pos = np.concatenate([np.asarray(r["positions"]) for r in res["runs"] if r.get("positions")] or
+                             [np.zeros((0, 2))])
+        ax = axes[i, 0]
+        ax.imshow(walls, extent=ext, cmap="Greys", vmin=0, vmax=1.5, alpha=0.9)
+        if len(pos):
+            h, xe, ye = np.histogram2d(pos[:, 0], pos[:, 1], bins=40, range=[ext[:2], ext[2:]])
+            ax.imshow(np.log1p(h.T), origin="lower", extent=ext, cmap="magma", alpha=0.75)
+        goal = task.info["goal"]
+        ax.plot(*goal, "c*", ms=12)
+        s = res["summary"]
+        ax.set_title(f"{tk}/{ag}/{kind}: {s['success_rate']:.0%} success", fontsize=8)
+        maps = res["runs"][0].get("maps", {})
+        for j in range(n_maps):
+            axm = axes[i, 1 + j]
+            axm.axis("off")
+            if j < len(maps):
+                k = list(maps)[j]
+                axm.imshow(np.asarray(maps[k]), origin="lower", extent=ext, vmin=0, vmax=1, cmap="viridis")
+                axm.imshow(walls, extent=ext, cmap="Greys", vmin=0, vmax=1.5, alpha=0.6)
+                axm.plot(*goal, "r*", ms=10)
+                axm.set_title(f"reward after {'ep' if ag == 'mpc' else 'step'} {k} (seed 0)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     print(f"wrote {path}")
-
-
-def _maybe_sac(task_key: str, steps: int, seed: int, device: str) -> dict:
-    """SB3 SAC on the MURAL-rewarded env, if stable_baselines3 is importable."""
-    try:
-        from stable_baselines3 import SAC
-    except ImportError:
-        return {"skipped": "stable_baselines3 is not installed"}
-    from safe_density.mural import MuralRewardWrapper
-
-    task = TASKS[task_key]()
-    mr = MuralReward(task.success_examples(64, seed=seed), method="meta_nml", seed=seed,
-                     config=MuralConfig.small(), feature_fn=task.goal_features)
-    successes = []
-
-    class _Track(MuralRewardWrapper):
-        def step(self, action):
-            out = super().step(action)
-            successes.append(bool(out[-1].get("success", False)))
-            return out
-
-    env = _Track(task.make_env(), mr, retrain_every=1000)
-    SAC("MlpPolicy", env, seed=seed, device=device, verbose=0).learn(total_timesteps=steps)
-    return {"steps": steps, "fraction_of_steps_in_goal": float(np.mean(successes))}
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized run (same as --preset quick)")
     p.add_argument("--preset", default=None, choices=list(PRESETS), help="settings (default: paper)")
-    p.add_argument("--tasks", nargs="+", default=["maze", "push"], choices=list(TASKS))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--tasks", nargs="+", default=["umaze", "medium"], choices=list(TASKS))
+    p.add_argument("--agents", nargs="+", default=["mpc"], choices=list(AGENTS))
+    p.add_argument("--rewards", nargs="+", default=list(REWARDS), choices=list(REWARDS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=None, help="MPC episodes after the warm-up")
-    p.add_argument("--episode-steps", type=int, default=None, help="override the preset's episode length")
+    p.add_argument("--sac-steps", type=int, default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--sac", type=int, default=0, help="also run SB3 SAC for this many steps (if installed)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     preset = "quick" if a.quick else (a.preset or "paper")
@@ -280,26 +460,45 @@ def main(argv=None) -> dict:
     for tk in a.tasks:
         cfg = PRESETS[preset][tk]
         if a.episodes is not None:
-            cfg = cfg.replace(episodes=a.episodes)
-        if a.episode_steps is not None:
-            cfg = cfg.replace(episode_steps=a.episode_steps)
-        results[tk] = {}
-        for m in a.methods:
-            logs = [run_one(tk, m, cfg, seed=s, device=a.device) for s in a.seeds]
-            results[tk][m] = {"config": dataclasses.asdict(cfg), "logs": logs, "summary": _summary(logs)}
-    print(f"\n{'task':12s} {'reward':11s} {'success rate':>12s} {'final dist':>10s} {'best min dist':>13s} "
-          f"{'env steps':>9s} {'seconds':>8s}")
-    for tk, by_m in results.items():
-        for m, res in by_m.items():
-            s = res["summary"]
-            print(f"{tk:12s} {m:11s} {s['success_rate']:12.2f} {s['final_distance_last_episode']:10.3f} "
-                  f"{s['min_distance_best']:13.3f} {s['env_steps']:9d} {s['seconds']:8.0f}")
+            cfg = cfg.replace(pets=cfg.pets.replace(episodes=a.episodes))
+        if a.sac_steps is not None:
+            cfg = cfg.replace(sac_steps=a.sac_steps)
+        task_steps = make_task(TASKS[tk]).max_episode_steps
+        for ag in a.agents:
+            for kind in a.rewards:
+                if kind == "cnml" and tk == "push":
+                    continue
+                runs = []
+                for s in a.seeds:
+                    fn = run_mpc if ag == "mpc" else run_sac
+                    r = fn(tk, kind, cfg, s, a.device)
+                    runs.append(r)
+                    print(f"[{tk}/{ag}/{kind}/seed{s}] first success {r['first_success']} "
+                          f"env steps {r['env_steps']} coverage {r.get('coverage', float('nan')):.2f} "
+                          f"({r['seconds']:.0f}s)", flush=True)
+                res = {"runs": runs, "summary": summarise(runs, _budget(ag, cfg, task_steps))}
+                results.setdefault(tk, {}).setdefault(ag, {})[kind] = res
+        results[tk]["_config"] = {"pets": dataclasses.asdict(cfg.pets), "n_examples": cfg.n_examples,
+                                  "mural": dataclasses.asdict(cfg.mural) if cfg.mural else "for_device",
+                                  "sac_steps": cfg.sac_steps, "sac_episode_steps": cfg.sac_episode_steps,
+                                  "retrain_every": cfg.retrain_every, "cnml_grid": cfg.cnml_grid}
+    print("\n| task | agent | reward | success (seeds) | env steps to first success | median | coverage | "
+          "seconds |\n|---|---|---|---|---|---|---|---|")
+    for tk, by_a in results.items():
+        for ag, by_k in by_a.items():
+            if ag.startswith("_"):
+                continue
+            for kind, res in by_k.items():
+                s = res["summary"]
+                cov = f"{s['coverage']:.2f}" if "coverage" in s else "-"
+                med = "-" if s["median_steps_to_success"] is None else f"{s['median_steps_to_success']:.0f}"
+                print(f"| {tk} | {ag} | {kind} | {s['success_rate']:.2f} ({len(res['runs'])}) | "
+                      f"{s['first_success_steps']} / {s['budget_env_steps']} | {med} | {cov} | {s['seconds']:.0f} |")
     data = {"preset": preset, "seeds": a.seeds, "machine": machine(), "claim_from_paper": PAPER_CLAIM,
-            "paper_numbers": None, "wall_seconds": time.perf_counter() - t0, "results": results}
-    if a.sac:
-        data["sac"] = {tk: _maybe_sac(tk, a.sac, a.seeds[0], a.device) for tk in a.tasks}
+            "wall_seconds": time.perf_counter() - t0, "results": results}
     write_json(out / "mural_tasks.json", data)
-    _plot(results, out / "mural_tasks.png")
+    plot({tk: {ag: v for ag, v in by_a.items() if not ag.startswith("_")} for tk, by_a in results.items()},
+         out / "mural_tasks.png")
     return data
 
 

@@ -53,6 +53,7 @@ class PETSConfig:
     horizon: int = 30
     particles: int = 20
     propagation: str = "ts_inf"
+    replan_every: int = 1  # the PETS code replans at every step; k > 1 executes k planned actions per plan
     warmup_episodes: int = 1
     warmup_steps: int = 0  # the random phase runs (several env episodes if needed) until this many steps
     episodes: int = 10
@@ -67,13 +68,15 @@ class PETSConfig:
         object.__setattr__(self, "hidden",
                            tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(self.hidden)))
         ints = {"ensemble_size": 1, "epochs_per_episode": 0, "batch_size": 1, "population": 1, "elites": 1,
-                "iterations": 1, "horizon": 1, "particles": 1, "warmup_episodes": 0, "warmup_steps": 0,
-                "episodes": 0, "buffer_capacity": 1}
+                "iterations": 1, "horizon": 1, "particles": 1, "replan_every": 1, "warmup_episodes": 0,
+                "warmup_steps": 0, "episodes": 0, "buffer_capacity": 1}
         for name, low in ints.items():
             object.__setattr__(self, name, check_int(name, getattr(self, name), low=low))
         if self.max_episode_steps is not None:
             object.__setattr__(self, "max_episode_steps", check_int("max_episode_steps", self.max_episode_steps,
                                                                      low=1))
+        if self.replan_every > self.horizon:
+            raise ValueError(f"replan_every must be <= horizon ({self.horizon}), got {self.replan_every}")
         if self.elites > self.population:
             raise ValueError(f"elites must be <= population ({self.population}), got {self.elites}")
         check_threshold("lr", self.lr, low=0.0, high=1e6, inclusive=False)
@@ -287,7 +290,7 @@ def run_pets(
                                  holdout=cfg.holdout, seed=ep_seed, progress=False)
             agent = MPCAgent(model, t.reward_fn, t.termination_fn, low, high, optimizer=_make_optimizer(cfg),
                              horizon=cfg.horizon, particles=cfg.particles, propagation=cfg.propagation,
-                             constraints=constraints, reward_shapers=reward_shapers,
+                             constraints=constraints, reward_shapers=reward_shapers, replan_every=cfg.replan_every,
                              dtype=getattr(torch, cfg.dtype), device=device, seed=ep_seed)
             policy = agent.act
             phase = "mpc"

@@ -33,6 +33,7 @@ from mbrl.util.validation import as_tensor
 
 __all__ = [
     "GOAL_RADIUS",
+    "ActionRepeat",
     "MAZES",
     "FlattenGoalObservation",
     "GoalTask",
@@ -105,6 +106,30 @@ class FlattenGoalObservation(gym.ObservationWrapper):
         return np.concatenate([observation["observation"], observation["desired_goal"]]).astype(np.float64)
 
 
+class ActionRepeat(gym.Wrapper):
+    """Repeat every action ``k`` times (one agent step = ``k`` env steps). The reward and ``terminated`` are
+    those of the last inner step (so that ``reward_fn(obs, act, next_obs)`` stays exact); ``info["success"]``
+    is True if any inner step succeeded; ``info["inner_steps"]`` counts the env steps taken."""
+
+    def __init__(self, env: gym.Env, k: int):
+        super().__init__(env)
+        if isinstance(k, bool) or int(k) != k or int(k) < 1:
+            raise ValueError(f"action_repeat must be an integer >= 1, got {k!r}")
+        self.k = int(k)
+
+    def step(self, action):
+        success, n = False, 0
+        for _ in range(self.k):
+            obs, rew, term, trunc, info = self.env.step(action)
+            success |= bool(info.get("success", False))
+            n += 1
+            if term or trunc:
+                break
+        info = dict(info)
+        info["success"], info["inner_steps"] = success, n
+        return obs, rew, term, trunc, info
+
+
 def _check(name: str, x) -> torch.Tensor:
     """``x[..., 6]`` as a float tensor (computed in at least float32, like ``mbrl.tasks.base``)."""
     x = as_tensor(name, x, finite=False, min_ndim=1, last_dim=OBS_DIM)
@@ -147,14 +172,20 @@ def _features(obs: torch.Tensor) -> torch.Tensor:
 
 
 def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = True,
-                   position_noise: float = 0.0) -> GoalTask:
+                   position_noise: float = 0.0, action_repeat: int = 1) -> GoalTask:
     """Build the sparse-reward PointMaze :class:`GoalTask` ``name`` (one of :data:`MAZES`).
 
     Args:
         name: gymnasium-robotics id (``PointMaze_UMaze-v3``: 300 steps; ``PointMaze_Medium-v3``: 600 steps).
         continuing_task: the env's flag; True (the registered default) never terminates.
         position_noise: start/goal noise (0: one fixed start and goal for every reset, see module doc).
+        action_repeat: each agent step repeats its action this many env steps (:class:`ActionRepeat`);
+            ``max_episode_steps`` is then in agent steps (the env's limit divided by ``action_repeat``,
+            rounded up) and ``info["action_repeat"]`` records it.
     """
+    if isinstance(action_repeat, bool) or int(action_repeat) != action_repeat or int(action_repeat) < 1:
+        raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
+    action_repeat = int(action_repeat)
     if name not in MAZES:
         raise ValueError(f"name must be one of {sorted(MAZES)}, got {name!r}")
     if position_noise < 0:
@@ -164,13 +195,15 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
     gym.register_envs(gymnasium_robotics)
     layout = MAZES[name]
     spec = gym.spec(name)
-    max_steps = int(spec.max_episode_steps)
+    max_steps = -(-int(spec.max_episode_steps) // action_repeat)
 
     def make_env(**kw) -> gym.Env:
         kw.setdefault("continuing_task", continuing_task)
         kw.setdefault("reward_type", "sparse")
-        env = gym.make(name, **kw)
-        return FlattenGoalObservation(env, layout, position_noise)
+        if action_repeat > 1 and "max_episode_steps" in kw:  # given in agent steps
+            kw["max_episode_steps"] = int(kw["max_episode_steps"]) * action_repeat
+        env = FlattenGoalObservation(gym.make(name, **kw), layout, position_noise)
+        return ActionRepeat(env, action_repeat) if action_repeat > 1 else env
 
     # Goal position of the fixed layout (cell centre), read from the maze geometry once.
     probe = gym.make(name).unwrapped
@@ -198,7 +231,10 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
                    f"{layout.goal_cell}; obs = [x, y, vx, vy, goal_x, goal_y]; sparse reward 1 within "
                    f"{GOAL_RADIUS} of the goal; " + ("never terminates." if continuing_task else
                                                      "terminates on success."))
+    if action_repeat > 1:
+        description += f" Each agent step repeats its action {action_repeat} env steps."
     info = {"goal": goal_xy.tolist(), "goal_radius": GOAL_RADIUS, "reset_cell": layout.reset_cell,
+            "action_repeat": action_repeat,
             "goal_cell": layout.goal_cell, "obs_names": ["x", "y", "vx", "vy", "goal_x", "goal_y"]}
     return GoalTask(name=name, obs_dim=OBS_DIM, act_dim=ACT_DIM,
                     action_low=np.full(ACT_DIM, -1.0, np.float32),

@@ -176,6 +176,15 @@ def meta_nml_vmap(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
     return torch.cat(outs) if outs else states.new_zeros(0)
 
 
+def _act_derivative(model: SuccessClassifier, z: torch.Tensor) -> torch.Tensor:
+    """Element-wise derivative of the activation at ``z`` (closed form for ReLU/tanh, else by ``jvp``)."""
+    if model.activation == "relu":
+        return (z > 0).to(z.dtype)
+    if model.activation == "tanh":
+        return 1 - torch.tanh(z).square()
+    return jvp(model.act, (z,), (torch.ones_like(z),))[1]
+
+
 @dataclass(frozen=True)
 class MetaNMLCache:
     """What the closed-form path needs that depends only on the data and the parameters (not the query).
@@ -231,8 +240,7 @@ def meta_nml_cached(model: SuccessClassifier, cache: MetaNMLCache, states: torch
         # backward of the output logit: u_l = dz_L / dz_l
         us = [torch.ones_like(zs[-1])]
         for i in range(len(ws) - 1, 0, -1):
-            _, dact = jvp(model.act, (zs[i - 1],), (torch.ones_like(zs[i - 1]),))
-            us.insert(0, (us[0] @ ws[i][0]) * dact)
+            us.insert(0, (us[0] @ ws[i][0]) * _act_derivative(model, zs[i - 1]))
         sig = torch.sigmoid(zs[-1].squeeze(-1))
         zy = []
         for label in (0.0, 1.0):

@@ -80,6 +80,11 @@ class MuralConfig:
     * ``meta_steps=160``: meta-updates of the first update, the code's ``num_initial_meta_epochs=10``
       epochs of 16 meta-updates (128 query points x 2 labels, 16 tasks per accumulated meta-batch);
       ``meta_steps_incremental=16``: one such epoch per later update (``num_meta_epochs=1``).
+    * ``support_size=64``: NML methods only: the data's (class-balanced) weights are scaled to sum to this,
+      so that one query point weighs ``q / (64 + q)`` of the adapted loss whatever the history size, as in
+      the official code, whose meta-tasks adapt on 64 data points (``num_points_per_task``-style sets of
+      64); ``None``: weights sum to ``N`` (the query's influence, hence the reward's contrast between
+      visited and novel states, then vanishes as the history grows: every visited state gets ~0).
     * ``max_visited=10_000``: visited-state history (our choice). Retraining frequency in the paper:
       every epoch of 1000 environment steps (``meta_nml_train_every_k=1``, ``epoch_length=1000``); see
       :class:`safe_density.mural.wrapper.MuralRewardWrapper`.
@@ -95,6 +100,7 @@ class MuralConfig:
     meta_steps: int = 160
     meta_steps_incremental: int = 16
     max_visited: int = 10_000
+    support_size: float | None = 64.0
     standardize: bool = True
     chunk_size: int = 4096
     cnml: CNMLConfig = field(default_factory=CNMLConfig)
@@ -113,6 +119,8 @@ class MuralConfig:
         for name in ("classifier_steps", "classifier_steps_incremental", "meta_steps", "meta_steps_incremental"):
             object.__setattr__(self, name, check_int(name, getattr(self, name), low=0, high=10**9))
         check_int("max_visited", self.max_visited, low=1, high=2**62)
+        if self.support_size is not None:
+            check_threshold("support_size", self.support_size, low=0.0, high=1e12, inclusive=False)
         check_int("chunk_size", self.chunk_size, low=1, high=2**62)
         if not isinstance(self.cnml, CNMLConfig):
             raise ValueError(f"cnml must be a CNMLConfig, got {type(self.cnml).__name__}")
@@ -292,7 +300,10 @@ class MuralReward:
     def _build_data(self, x: torch.Tensor, n_pos: int) -> None:
         x = self._norm(x)
         y = torch.cat([x.new_ones(n_pos), x.new_zeros(x.shape[0] - n_pos)])
-        self._data = (x, y, balanced_weights(y).to(x))
+        w = balanced_weights(y).to(x)
+        if self.method != "classifier" and self.config.support_size is not None:
+            w = w * (self.config.support_size / x.shape[0])
+        self._data = (x, y, w)
 
     def _refresh_cache(self) -> None:
         """Recompute what reward calls reuse (meta-NML: data gradient and data-adapted weights)."""
@@ -304,6 +315,18 @@ class MuralReward:
     @property
     def fitted(self) -> bool:
         return self.n_updates > 0
+
+    @property
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x[N, D], y[N], weights[N])`` of the last update: standardised features, labels (1 = example),
+        class-balancing weights (read-only use; e.g. to evaluate exact CNML on a grid)."""
+        self._check_fitted()
+        return self._data
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw features ``[..., D]`` (after ``feature_fn``/``state_slice``) -> the classifier's inputs."""
+        f = as_tensor("features", features, dtype=self.dtype, device=self.device, last_dim=self.feature_dim)
+        return self._norm(f)
 
     @property
     def cache(self) -> MetaNMLCache | None:

@@ -173,3 +173,35 @@ def test_batch_invariance(shape, seed):
         # each row alone gives the same answer as in the batch
         assert torch.equal(torch.stack([task.success_fn(x) for x in nxt]), flat_s)
 
+
+
+def test_maze_action_repeat_matches_inner_steps():
+    """One agent step of ``action_repeat=k`` is k env steps with the same action; success is any inner one."""
+    k = 4
+    rep = make_maze_task("PointMaze_UMaze-v3", action_repeat=k)
+    assert rep.max_episode_steps == -(-_MAZE.max_episode_steps // k) and rep.info["action_repeat"] == k
+    a, b = rep.make_env(), _MAZE.make_env()
+    oa, _ = a.reset(seed=0)
+    ob, _ = b.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        act = rng.uniform(-1, 1, 2)
+        oa, ra, *_, ia = a.step(act)
+        succ = False
+        for _ in range(k):
+            ob, rb, *_, ib = b.step(act)
+            succ |= bool(ib["success"])
+        np.testing.assert_allclose(oa, ob)
+        assert ra == rb and ia["success"] == succ and ia["inner_steps"] == k
+        assert float(rep.reward_fn(torch.as_tensor(oa), torch.as_tensor(act), torch.as_tensor(oa))) == ra
+    env = rep.make_env(max_episode_steps=3)  # limits are given in agent steps
+    env.reset(seed=0)
+    n = 0
+    while True:
+        *_, trunc, _ = env.step(np.zeros(2))
+        n += 1
+        if trunc:
+            break
+    assert n == 3
+    with pytest.raises(ValueError, match="action_repeat"):
+        make_maze_task("PointMaze_UMaze-v3", action_repeat=0)
