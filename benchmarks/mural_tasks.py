@@ -69,8 +69,8 @@ class BenchConfig:
     pets: PETSConfig = field(default_factory=PETSConfig)
     n_examples: int = 150  # the authors' 150 success examples
     mural: MuralConfig | None = None  # None: MuralConfig.for_device (logged)
-    cnml_grid: int = 24
-    cnml_max_data: int = 1000
+    cnml_grid: int = 16
+    cnml_max_data: int = 256
     cnml: CNMLConfig = field(default_factory=lambda: CNMLConfig(steps=100, lr=1e-2))
     sac_steps: int = 20_000
     sac_episode_steps: int = 100  # the authors' maze episodes
@@ -87,8 +87,8 @@ _QUICK_PETS = PETSConfig(hidden=(64, 64), ensemble_size=5, epochs_per_episode=10
                          iterations=3, horizon=15, particles=4, episodes=10)
 PRESETS: dict[str, dict[str, BenchConfig]] = {
     "quick": {
-        "umaze": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=5, snapshots=(0, 2, 5, 10)),
-        "medium": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, sac_episode_steps=200, action_repeat=5,
+        "umaze": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=10, snapshots=(0, 2, 5, 10)),
+        "medium": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, sac_episode_steps=200, action_repeat=10,
                               snapshots=(0, 2, 5, 10)),
         "push": BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=4, max_episode_steps=150),
                             sac_steps=5000, sac_episode_steps=150),
@@ -237,8 +237,8 @@ def reward_map(task: GoalTask, shaper, n: int = 41) -> np.ndarray | None:
 class GoalTracker:
     """Episode-end callback of :func:`run_pets`: success, first-success step, coverage, reward retraining."""
 
-    def __init__(self, task: GoalTask, shaper, cfg: BenchConfig, is_maze: bool):
-        self.task, self.shaper, self.cfg, self.is_maze = task, shaper, cfg, is_maze
+    def __init__(self, task: GoalTask, shaper, cfg: BenchConfig, is_maze: bool, tag: str = ""):
+        self.task, self.shaper, self.cfg, self.is_maze, self.tag = task, shaper, cfg, is_maze, tag
         self.grid = MazeGrid(task) if is_maze else None
         self.first_success: int | None = None
         self.env_steps = 0  # raw env steps (agent steps x action repeat)
@@ -265,7 +265,8 @@ class GoalTracker:
             m = reward_map(self.task, self.shaper)
             if m is not None:
                 self.maps[end.episode] = m.tolist()
-        print(f"    ep {end.episode} ({end.phase}) steps {self.env_steps} success {any(succ)} "
+        print(f"    [{self.task.name}/{self.tag}] ep {end.episode} ({end.phase}) steps {self.env_steps} "
+              f"success {any(succ)} "
               f"min_d {d.min():.2f} cov {end.row.get('coverage', float('nan')):.2f} act {end.row['seconds']:.0f}s "
               f"rew-update {end.row.get('reward_update_seconds', 0):.1f}s", flush=True)
         return not (self.cfg.stop_at_success and self.first_success is not None)
@@ -278,7 +279,7 @@ def _task(task_key: str, action_repeat: int = 1) -> GoalTask:
 def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
     task = _task(task_key, cfg.action_repeat)
     shaper = make_reward(kind, task, cfg, seed, device)
-    tracker = GoalTracker(task, shaper, cfg, task_key != "push")
+    tracker = GoalTracker(task, shaper, cfg, task_key != "push", tag=f"{kind}/seed{seed}")
     t0 = time.perf_counter()
     log = run_pets(task, cfg.pets, seed=seed, device=device, progress=False,
                    reward_shapers=[shaper] if shaper is not None else [], callbacks=[tracker])
@@ -373,6 +374,14 @@ class _GridRewardWrapper:
         return W()
 
 
+def _run_job(tk: str, ag: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
+    torch.set_num_threads(1) if device == "cpu" else None
+    r = (run_mpc if ag == "mpc" else run_sac)(tk, kind, cfg, seed, device)
+    print(f"[{tk}/{ag}/{kind}/seed{seed}] first success {r['first_success']} env steps {r['env_steps']} "
+          f"coverage {r.get('coverage', float('nan')):.2f} ({r['seconds']:.0f}s)", flush=True)
+    return r
+
+
 # ---------------------------------------------------------------------------------------------- report
 def summarise(runs: list[dict], budget: int) -> dict:
     firsts = [r["first_success"] for r in runs]
@@ -451,11 +460,13 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=None, help="MPC episodes after the warm-up")
     p.add_argument("--sac-steps", type=int, default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (one thread each)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     preset = "quick" if a.quick else (a.preset or "paper")
     out = out_dir("mural_tasks", a.out)
     results: dict = {}
+    cfgs: dict[str, BenchConfig] = {}
     t0 = time.perf_counter()
     for tk in a.tasks:
         cfg = PRESETS[preset][tk]
@@ -463,25 +474,31 @@ def main(argv=None) -> dict:
             cfg = cfg.replace(pets=cfg.pets.replace(episodes=a.episodes))
         if a.sac_steps is not None:
             cfg = cfg.replace(sac_steps=a.sac_steps)
+        cfgs[tk] = cfg
+    jobs = [(tk, ag, kind, s) for tk in a.tasks for ag in a.agents for kind in a.rewards for s in a.seeds
+            if not (kind == "cnml" and tk == "push")]
+    if a.jobs > 1:  # independent runs in worker processes (one torch thread each)
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_run_job, tk, ag, kind, cfgs[tk], s, a.device) for tk, ag, kind, s in jobs]
+            done = [f.result() for f in futs]
+    else:
+        done = [_run_job(tk, ag, kind, cfgs[tk], s, a.device) for tk, ag, kind, s in jobs]
+    for (tk, ag, kind, _s), r in zip(jobs, done):
+        results.setdefault(tk, {}).setdefault(ag, {}).setdefault(kind, {"runs": []})["runs"].append(r)
+    for tk in a.tasks:
+        cfg = cfgs[tk]
         task_steps = make_task(TASKS[tk]).max_episode_steps
-        for ag in a.agents:
-            for kind in a.rewards:
-                if kind == "cnml" and tk == "push":
-                    continue
-                runs = []
-                for s in a.seeds:
-                    fn = run_mpc if ag == "mpc" else run_sac
-                    r = fn(tk, kind, cfg, s, a.device)
-                    runs.append(r)
-                    print(f"[{tk}/{ag}/{kind}/seed{s}] first success {r['first_success']} "
-                          f"env steps {r['env_steps']} coverage {r.get('coverage', float('nan')):.2f} "
-                          f"({r['seconds']:.0f}s)", flush=True)
-                res = {"runs": runs, "summary": summarise(runs, _budget(ag, cfg, task_steps))}
-                results.setdefault(tk, {}).setdefault(ag, {})[kind] = res
-        results[tk]["_config"] = {"pets": dataclasses.asdict(cfg.pets), "n_examples": cfg.n_examples,
+        for ag, by_k in results.get(tk, {}).items():
+            for res in by_k.values():
+                res["summary"] = summarise(res["runs"], _budget(ag, cfg, task_steps))
+        results.setdefault(tk, {})["_config"] = {"pets": dataclasses.asdict(cfg.pets), "n_examples": cfg.n_examples,
                                   "mural": dataclasses.asdict(cfg.mural) if cfg.mural else "for_device",
                                   "sac_steps": cfg.sac_steps, "sac_episode_steps": cfg.sac_episode_steps,
-                                  "retrain_every": cfg.retrain_every, "cnml_grid": cfg.cnml_grid}
+                                  "retrain_every": cfg.retrain_every, "cnml_grid": cfg.cnml_grid,
+                                  "cnml_max_data": cfg.cnml_max_data, "action_repeat": cfg.action_repeat}
     print("\n| task | agent | reward | success (seeds) | env steps to first success | median | coverage | "
           "seconds |\n|---|---|---|---|---|---|---|---|")
     for tk, by_a in results.items():

@@ -137,10 +137,10 @@ class MuralConfig:
     def small(cls, **overrides) -> MuralConfig:
         """CPU preset for low-dimensional features: 2 x 32 ReLU MLP, full-batch Adam, one-step meta-NML with
         inner lr 1 and inner query weight 10 (tuned by us to match exact CNML on a 2-D problem).
-        First update: 300 classifier steps + 600 meta-updates; later updates: 30 / 16."""
+        First update: 300 classifier steps + 200 meta-updates; later updates: 30 / 16."""
         base = dict(
             hidden=(32, 32), classifier_lr=1e-2, classifier_batch=None, classifier_steps=300,
-            classifier_steps_incremental=30, meta_steps=600, meta_steps_incremental=16,
+            classifier_steps_incremental=30, meta_steps=200, meta_steps_incremental=16,
             cnml=CNMLConfig(steps=100, lr=1e-2),
             meta_nml=MetaNMLConfig(inner_lr=1.0, inner_query_weight=10.0, meta_lr=1e-2, meta_batch=16),
         )
