@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	  $(PY) -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu || \
 	  $(PY) -m pip install -q "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(PY) -m pip install -q -e ".[dev,manipulation,sweep]"
+	$(PY) -m pip install -q -e ".[dev,manipulation,sweep,rl]"
 	touch $(STAMP)
 
 test: $(STAMP)

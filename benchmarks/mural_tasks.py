@@ -24,10 +24,11 @@ SAC (optional extra ``rl``) through :class:`safe_density.mural.MuralRewardWrappe
 initial random steps).
 
 Reported per (task, agent, reward): success rate over seeds (the goal region reached at least once within
-the budget), environment steps to the first success (per seed, and the median over seeds counting a
-miss as the budget), the fraction of the maze's free cells visited, and the time. A run stops at its
-first success. Figures: visited-state heat maps over the maze per reward (all seeds), and the reward map
-of seed 0 at a few moments. JSON + PNG go to ``results/mural_tasks/`` (or ``--out``).
+the budget, during the agent's own episodes: a success of the random warm-up, identical for every reward, is
+recorded as ``warmup_success`` and not counted), environment steps to the first success (per seed, and the
+median over seeds counting a miss as the budget), the fraction of the maze's free cells visited, and the
+time. A run stops at its first success. Figures: visited-state heat maps over the maze per reward (all
+seeds), and the reward map of seed 0 at a few moments. JSON + PNG go to ``results/mural_tasks/`` (or ``--out``).
 
     python benchmarks/mural_tasks.py --quick                       # maze table, CPU, both mazes, 3 seeds
     python benchmarks/mural_tasks.py --quick --agents sac --tasks umaze
@@ -241,6 +242,7 @@ class GoalTracker:
         self.task, self.shaper, self.cfg, self.is_maze, self.tag = task, shaper, cfg, is_maze, tag
         self.grid = MazeGrid(task) if is_maze else None
         self.first_success: int | None = None
+        self.warmup_success = False
         self.env_steps = 0  # raw env steps (agent steps x action repeat)
         self.positions: list[np.ndarray] = []
         self.maps: dict[int, list] = {}
@@ -248,7 +250,9 @@ class GoalTracker:
     def __call__(self, end: EpisodeEnd) -> bool:
         succ = [bool(i.get("success", False)) for i in end.infos]
         inner = np.cumsum([int(i.get("inner_steps", 1)) for i in end.infos])
-        if any(succ) and self.first_success is None:
+        if end.phase == "random":  # the random warm-up is the same for every reward: not counted
+            self.warmup_success = self.warmup_success or any(succ)
+        elif any(succ) and self.first_success is None:
             self.first_success = self.env_steps + int(inner[succ.index(True)])
         self.env_steps += int(inner[-1])
         end.row["raw_env_steps"] = self.env_steps
@@ -283,7 +287,8 @@ def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     t0 = time.perf_counter()
     log = run_pets(task, cfg.pets, seed=seed, device=device, progress=False,
                    reward_shapers=[shaper] if shaper is not None else [], callbacks=[tracker])
-    out = {"log": log, "first_success": tracker.first_success, "seconds": time.perf_counter() - t0,
+    out = {"log": log, "first_success": tracker.first_success, "warmup_success": tracker.warmup_success,
+           "seconds": time.perf_counter() - t0,
            "env_steps": tracker.env_steps, "maps": tracker.maps}
     if tracker.positions:
         out["positions"] = np.concatenate(tracker.positions)[::2].round(3).tolist()

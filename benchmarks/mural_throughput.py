@@ -1,6 +1,7 @@
 """Meta-NML reward throughput: naive per-query adaptation vs the closed-form batched path.
 
-Writes ``results/mural_throughput/throughput.json`` and ``throughput.png``. The equality check runs in
+Writes ``results/mural_throughput/throughput.json`` and ``throughput.png``; also times one incremental
+``MuralReward.update`` with 10,000 new visited states (2-D maze features, 6-D push features). The equality check runs in
 float64 (max abs difference between the two paths on the same states).
 
     python benchmarks/mural_throughput.py [--quick] [--device cuda] [--hidden 256 256]
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,6 +26,7 @@ from _common import machine, out_dir, write_json  # noqa: E402
 
 from safe_density.mural import (  # noqa: E402
     MetaNMLConfig,
+    MuralReward,
     SuccessClassifier,
     balanced_weights,
     meta_nml_fast,
@@ -40,6 +43,33 @@ def _timed(fn, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
     return out, time.perf_counter() - t
+
+
+def update_timing(dev: torch.device, n_visited: int = 10_000, quick: bool = False) -> dict:
+    """Wall and CPU seconds of one incremental ``MuralReward.update`` with ``n_visited`` new states (the history
+    then holds ``max_visited``), for 2-D maze features and the 6 push features (hand and puck xyz), with the
+    preset ``MuralConfig.for_device`` picks; the first (from-scratch) fit is timed too."""
+    out = {}
+    for dim, name in ((2, "maze_xy"), (6, "push_hand_puck")):
+        g = torch.Generator().manual_seed(dim)
+        ex = 1.0 + 0.1 * torch.randn(150, dim, generator=g)
+        mr = MuralReward(ex, method="meta_nml", seed=0, device=dev)
+        t, c = time.perf_counter(), time.process_time()
+        mr.update(torch.randn(1000, dim, generator=g) - 1.0, progress=False)
+        first = (time.perf_counter() - t, time.process_time() - c)
+        rows = []
+        for _ in range(2 if quick else 5):
+            v = torch.randn(n_visited, dim, generator=g) * 2.0 - 1.0
+            t, c = time.perf_counter(), time.process_time()
+            mr.update(v, progress=False)
+            rows.append((time.perf_counter() - t, time.process_time() - c))
+        wall, cpu = np.median(np.array(rows), axis=0)
+        out[name] = {"preset": mr.preset, "hidden": list(mr.config.hidden), "history": int(mr.visited.shape[0]),
+                     "first_fit_wall_s": first[0], "first_fit_cpu_s": first[1],
+                     "incremental_wall_s_median": float(wall), "incremental_cpu_s_median": float(cpu),
+                     "threads": torch.get_num_threads()}
+        print(name, out[name])
+    return out
 
 
 def main(argv=None):
@@ -74,6 +104,7 @@ def main(argv=None):
                      "speedup": (n_fast / t_fast) / (n_naive / t_naive),
                      "max_abs_diff": float((r_naive - r_fast[:n_naive]).abs().max())}
         print(name, res[name])
+    res["incremental_update"] = update_timing(dev, n_visited=10_000, quick=args.quick)
     d = out_dir("mural_throughput", args.out)
     write_json(d / "throughput.json", res)
     fig, ax = plt.subplots(figsize=(5, 3.5))
