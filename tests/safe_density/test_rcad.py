@@ -529,6 +529,11 @@ def test_cuda_matches_cpu():
     gpu = rcad_loss(model.cuda(), x.cuda(), y.cuda(), 1.0, 0.3)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu)
+    # the default (batch-scaled) step and label smoothing on the GPU
+    cpu_auto = RCAD(label_smoothing=0.1).loss(model.cpu(), x, y)
+    gpu_auto = RCAD(label_smoothing=0.1).loss(model.cuda(), x.cuda(), y.cuda())
+    torch.testing.assert_close(gpu_auto.cpu(), cpu_auto)
+    assert batch_step_size(x.cuda()).device.type == "cuda"
 
 
 def test_rcad_option_on_mural_classifier_lowers_far_confidence():
