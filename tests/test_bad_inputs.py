@@ -429,6 +429,21 @@ add("MuralReward(np.int64 seed, float64 examples)", lambda c: __import__("safe_d
 add("mural.update(NaN)", lambda c: c.mural.update(np.full((2, 2), NAN), progress=False), err("visited_states"))
 add("mural.update(steps=2.7)", lambda c: c.mural.update(c.obs[:3], steps=2.7, progress=False), err("steps"))
 add("mural(3-D states)", lambda c: c.mural(torch.zeros(4, 3)), err("states"))
+add("mural(states [0, 2])", lambda c: c.mural(torch.zeros(0, 2)), ok(lambda r: r.shape == (0,)))
+
+
+def _cnml_shaped_empty(c):
+    from safe_density import MuralReward
+    from safe_density.mural import MuralConfig
+
+    mr = MuralReward(c.obs[:3], method="cnml", config=MuralConfig.small(classifier_steps=2))
+    mr.update(c.obs[:4], steps=1, progress=False)
+    e = torch.zeros(0, 2)
+    return mr(e, torch.zeros(0, 1), e)
+
+
+add("MuralReward(cnml) as a RewardShaper on an empty batch", _cnml_shaped_empty, ok(lambda r: r.shape == (0,)),
+    owner="safe_density/mural/reward.py: shaped() raises IndexError on a [0, O] batch (reward() returns [0])")
 add("mural(states requiring grad, 20k rows)", lambda c: c.mural(_grad(20_000, 2)),
     ok(lambda r: r.shape == (20_000,) and bool(((r >= 0) & (r <= 1)).all())))
 
