@@ -117,7 +117,8 @@ class Ctx:
         from safe_density import LyapunovDensityModel
         from safe_density.density import GaussianKDE
 
-        return LyapunovDensityModel(2, 1, [-1.0], [1.0], density=GaussianKDE(), hidden=(8,), steps=3, seed=0, **kw)
+        kw = {"density": GaussianKDE(), "hidden": (8,), "steps": 3, "seed": 0, **kw}
+        return LyapunovDensityModel(2, 1, [-1.0], [1.0], **kw)
 
     def agent(self, **kw):
         from mbrl import CEM, MPCAgent
@@ -384,9 +385,7 @@ def _ldm_crash_mid_save(c):
     return bool(torch.equal(before, after))
 
 
-add("LyapunovDensityModel.save crash mid-save keeps the old checkpoint", _ldm_crash_mid_save, ok(bool),
-    owner="safe_density/ldm/learned.py: save is two saves (network, then density/); use "
-          "mbrl.util.serialization.atomic_directory")
+add("LyapunovDensityModel.save crash mid-save keeps the old checkpoint", _ldm_crash_mid_save, ok(bool))
 
 
 def _ldm_mismatched_checkpoint(c):
@@ -400,8 +399,7 @@ def _ldm_mismatched_checkpoint(c):
     return LyapunovDensityModel.load(path)
 
 
-add("LyapunovDensityModel.load(metadata disagree with tensors)", _ldm_mismatched_checkpoint, err("checkpoint"),
-    owner="safe_density/ldm/learned.py: raw RuntimeError from load_state_dict (size mismatch)")
+add("LyapunovDensityModel.load(metadata disagree with tensors)", _ldm_mismatched_checkpoint, err("checkpoint"))
 
 # --- densities
 for cls, p in (("GaussianKDE", "chunk_size"), ("GaussianKDE", "max_points"), ("GaussianMixtureDensity", "max_iter"),
