@@ -53,12 +53,14 @@ def execute(nb, cwd: Path):
 
 
 def generate(path: Path, out_dir: Path) -> Path:
-    """Run ``_make_NN.py`` on a copy placed in ``out_dir`` (the generator writes next to itself)."""
+    """Run ``_make_NN.py`` on a copy in ``out_dir/notebooks`` with ``out_dir`` as working directory (generators
+    write next to themselves or to ``notebooks/`` of the working directory: both land in the copy's folder)."""
     src = _generator(path)
-    copy = out_dir / src.name
+    (out_dir / "notebooks").mkdir(exist_ok=True)
+    copy = out_dir / "notebooks" / src.name
     copy.write_text(src.read_text())
     subprocess.run([sys.executable, str(copy)], check=True, capture_output=True, cwd=out_dir)
-    return out_dir / path.name
+    return out_dir / "notebooks" / path.name
 
 
 def _code_sources(nb) -> list[str]:
