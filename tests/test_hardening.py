@@ -215,12 +215,16 @@ def test_killed_save_leaves_previous_checkpoint_and_its_leftovers_are_cleaned(tm
 
 def test_temporaries_of_a_running_save_are_not_stale(tmp_path):
     path = tmp_path / "ckpt"
-    live = tmp_path / f".ckpt.tmp-{os.getppid()}-abc.tmp"  # a live process's save in progress
-    live.mkdir()
+    live = tmp_path / f".ckpt.tmp-{os.getppid()}@{serialization._host()}-abc.tmp"  # a live process's save
+    foreign = tmp_path / ".ckpt.tmp-1@another-host-abc.tmp"  # a recent save of another machine
+    old_foreign = tmp_path / ".ckpt.tmp-1@another-host-def.tmp"
+    for d in (live, foreign, old_foreign):
+        d.mkdir()
+    os.utime(old_foreign, (0, 0))  # written in 1970: its machine's save is long dead
     with serialization.atomic_directory(path) as tmp:
         assert serialization.clean_stale(path) == []  # neither our own temporary nor the live one
-        assert tmp.is_dir() and live.is_dir()
-    assert live.is_dir()
+        assert tmp.is_dir() and live.is_dir() and foreign.is_dir()
+    assert live.is_dir() and foreign.is_dir() and not old_foreign.exists()
 
 
 def test_atomic_write_text_leaves_no_temporary_on_failure(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@
 ``meta.json``. Loading never executes code: safetensors holds raw buffers and JSON holds plain data.
 
 Atomicity (every save, as a whole): a checkpoint directory is written under a temporary sibling name
-(``.NAME.tmp-PID-XXXX.tmp``), flushed to disk, then swapped in place of ``path`` with two ``os.replace``
+(``.NAME.tmp-PID@HOST-XXXX.tmp``), flushed to disk, then swapped in place of ``path`` with two ``os.replace``
 calls (``path -> .NAME.old``, temporary -> ``path``) and the old copy removed. A crash at any point leaves
 either the previous checkpoint at ``path``, or (between the two renames) the previous checkpoint at
 ``.NAME.old``, which :func:`resolve_checkpoint` / :func:`load_state` fall back to. Temporary folders and
@@ -30,7 +30,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,12 +54,17 @@ __all__ = [
 _TENSORS = "tensors.safetensors"
 _META = "meta.json"
 _ACTIVE: set[str] = set()  # temporary paths of saves running in this process (never "stale")
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^/]*\.tmp$")
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_.-]*)-[^/]*\.tmp$")
+_FOREIGN_STALE_S = 24 * 3600  # a temporary of another host (shared file system) is stale after a day
 _LEGACY_TMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile names of earlier versions
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64]
+
+
 def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.tmp-{os.getpid()}-"
+    return f".{path.name}.tmp-{os.getpid()}@{_host()}-"
 
 
 def _old(path: Path) -> Path:
@@ -101,8 +108,9 @@ def _remove(p: Path) -> None:
 def clean_stale(path: str | os.PathLike) -> list[Path]:
     """Remove what crashed saves of ``path`` left behind; return the removed paths.
 
-    Removed: temporary folders/files ``.NAME.tmp-PID-*.tmp`` whose process ``PID`` is gone (or is this
-    process but no save of it is running), temporary names of earlier versions, and ``.NAME.old`` when
+    Removed: temporary folders/files ``.NAME.tmp-PID@HOST-*.tmp`` of this host whose process ``PID`` is gone
+    (or is this process but no save of it is running), those of other hosts (a shared file system) once a day
+    old, temporary names of earlier versions, and ``.NAME.old`` when
     ``path`` itself exists (it is then a superseded copy; without ``path`` it is the previous checkpoint
     and is kept). Errors (e.g. a read-only folder) are ignored.
     """
@@ -117,7 +125,15 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
         m = _TMP_RE.match(p.name)
         if m and m.group("name") == path.name:
             pid = int(m.group("pid"))
-            if str(p) in _ACTIVE or (pid != os.getpid() and _pid_alive(pid)):
+            if str(p) in _ACTIVE:
+                continue
+            if m.group("host") != _host():  # another machine's save: its process cannot be checked from here
+                try:
+                    if time.time() - p.stat().st_mtime < _FOREIGN_STALE_S:
+                        continue
+                except OSError:
+                    continue
+            elif pid != os.getpid() and _pid_alive(pid):
                 continue
         else:
             m = _LEGACY_TMP_RE.match(p.name)
