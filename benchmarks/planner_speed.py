@@ -21,7 +21,7 @@ the interpreter of ``.venv-mbrllib``, built by ``make mbrl-lib-env``) and the fl
 are taken within each round and their median is reported, so a loaded machine slows all of them alike.
 
     OMP_NUM_THREADS=2 python benchmarks/planner_speed.py --anchor --rounds 3       # CPU, canonical
-    python benchmarks/planner_speed.py --device cuda                               # GPU
+    python benchmarks/planner_speed.py --device cuda [--no-cuda-graphs]            # GPU
     python benchmarks/planner_speed.py --quick --profile                           # small, with op profiles
 
 Writes ``results/planner_speed/planner_speed.json`` and ``.png``.
@@ -124,7 +124,7 @@ class Anchor:
         spec = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                 "obs_dim": task.obs_dim, "act_dim": task.act_dim, "device": str(device),
                 "action_low": np.asarray(task.action_low, float).tolist(),
-                "action_high": np.asarray(task.action_high, float).tolist(), "warmup": 2}
+                "action_high": np.asarray(task.action_high, float).tolist(), "warmup": 1}
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         # cwd outside the repository, so that `import mbrl` finds mbrl-lib and not this project
         self.proc = subprocess.Popen([str(python), str(Path(__file__).resolve().parent / "_mbrl_lib_anchor.py"),
@@ -183,6 +183,7 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (one action per mode per round)")
     p.add_argument("--anchor", action="store_true", help="also time mbrl-lib 0.2.0 (make mbrl-lib-env)")
     p.add_argument("--profile", action="store_true", help="torch.profiler split of one action per mode")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, plan eagerly (no CUDA graphs)")
     p.add_argument("--out", default=None, help="output folder (default results/planner_speed)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
@@ -193,21 +194,25 @@ def main(argv=None) -> dict:
     in_dim, out_dim = task.obs_dim + task.act_dim, task.obs_dim
     cpu_dnn = device.type == "cpu" and onednn_fused_available()
 
-    agents = {m: make_agent(task, cfg, m, device) for m in a.modes}
+    graphs = False if a.no_cuda_graphs else None
+    agents = {m: make_agent(task, cfg, m, device, cuda_graphs=graphs) for m in a.modes}
     env = task.make_env()
     obs, _ = env.reset(seed=0)
     env.close()
-    for ag in agents.values():  # warm-up (allocations, weight caches, kernels, graphs)
-        ag.act(obs)
-        ag.act(obs)
+    for ag in agents.values():  # warm-up (allocations, weight caches, kernels; CUDA graphs need two calls)
+        for _ in range(2 if device.type == "cuda" else 1):
+            ag.act(obs)
     anchor = Anchor(task, cfg, device) if a.anchor else None
 
     # name -> [(wall, cpu) per round]
     rec: dict[str, list] = {"floor": [], **({"onednn fp32 floor": [], "onednn bf16 floor": []} if cpu_dnn else {}),
+                            **({"floor (CUDA graph)": []} if device.type == "cuda" else {}),
                             **{m: [] for m in a.modes}, **({"mbrl-lib": [], "mbrl-lib floor": []} if anchor else {})}
     ok = {m: True for m in (*a.modes, *(["mbrl-lib"] if anchor else []))}
     for r in range(a.rounds):
         rec["floor"].append(matmul_floor(in_dim, out_dim, cfg, device, 1, cpu_time=True))
+        if device.type == "cuda":  # the products' GPU time alone, without launch overhead
+            rec["floor (CUDA graph)"].append(matmul_floor(in_dim, out_dim, cfg, device, 1, graph=True, cpu_time=True))
         if cpu_dnn:
             rec["onednn fp32 floor"].append(onednn_floor(in_dim, out_dim, cfg, torch.float32))
             rec["onednn bf16 floor"].append(onednn_floor(in_dim, out_dim, cfg, torch.bfloat16))
