@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from mbrl.contracts import Constraint, DynamicsModel, RewardShaper, TrajectoryOptimizer
 from mbrl.planning import CEM
 from mbrl.planning.base import check_int
 from mbrl.planning.selection import FEASIBLE, candidate_class
@@ -65,27 +66,26 @@ class MPCAgent:
 
     def __init__(
         self,
-        model,
+        model: DynamicsModel,
         reward_fn: Callable,
         termination_fn: Callable | None,
         action_low,
         action_high,
-        optimizer=None,
+        optimizer: TrajectoryOptimizer | None = None,
         horizon: int = 30,
         particles: int = 20,
         propagation: str = "ts_inf",
-        constraints: Sequence = (),
-        reward_shapers: Sequence = (),
+        constraints: Sequence[Constraint] = (),
+        reward_shapers: Sequence[RewardShaper] = (),
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         seed: int = 0,
         replan_every: int = 1,
         cuda_graphs: bool | None = None,
     ) -> None:
-        for attr in ("ensemble_size", "obs_dim", "act_dim", "predict"):
-            if not hasattr(model, attr):
-                raise ValueError(f"model must have '{attr}' (see mbrl.rollout.rollout), "
-                                 f"got {type(model).__name__}")
+        if not isinstance(model, DynamicsModel):
+            missing = [a for a in ("ensemble_size", "obs_dim", "act_dim", "predict") if not hasattr(model, a)]
+            raise ValueError(f"model must be a DynamicsModel (mbrl.contracts); {type(model).__name__} lacks {missing}")
         if not callable(reward_fn):
             raise ValueError("reward_fn must be callable")
         if termination_fn is not None and not callable(termination_fn):
@@ -115,14 +115,14 @@ class MPCAgent:
         self.action_low, self.action_high = low, high
         self.optimizer = optimizer if optimizer is not None else CEM(population=500, elites=50, iterations=5,
                                                                      alpha=0.1)
-        if not hasattr(self.optimizer, "optimize"):
+        if not isinstance(self.optimizer, TrajectoryOptimizer):
             raise ValueError(f"optimizer must have an optimize method, got {type(optimizer).__name__}")
         for i, c in enumerate(constraints):
-            if not hasattr(c, "cost") or not hasattr(c, "threshold"):
-                raise ValueError(f"constraints[{i}] must have 'cost' and 'threshold'")
+            if not isinstance(c, Constraint):
+                raise ValueError(f"constraints[{i}] must be a Constraint (mbrl.contracts): 'cost' and 'threshold'")
         for i, s in enumerate(reward_shapers):
             if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
-                raise ValueError(f"reward_shapers[{i}] must be callable with mode 'add' or 'replace'")
+                raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace'")
         self.constraints, self.reward_shapers = tuple(constraints), tuple(reward_shapers)
         for i, c in enumerate(self.constraints):
             try:

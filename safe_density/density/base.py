@@ -67,9 +67,18 @@ class DensityBase:
         self._fit_standardised((t - self.mean) / self.std, **kwargs)
         return self
 
-    def log_prob(self, x) -> torch.Tensor:
-        """``x: Tensor[..., D]`` -> ``log p(x): Tensor[...]`` (original, unstandardised units)."""
-        z, batch = self._standardise_query(x)
+    def log_prob(self, x, validate: bool = True) -> torch.Tensor:
+        """``x: Tensor[..., D]`` -> ``log p(x): Tensor[...]`` (original, unstandardised units).
+
+        ``validate=False`` is the hot path of the contracts (``mbrl.contracts``): ``x`` must be a tensor with
+        last dimension ``D``; it is cast to the model's device and dtype without any check or host sync, and
+        NaN rows give NaN (a caller such as the LDM constraint maps them to "worst")."""
+        if validate:
+            z, batch = self._standardise_query(x)
+        else:
+            self._require_fitted()
+            batch = tuple(x.shape[:-1])
+            z = ((x.to(self.mean.device, self.mean.dtype) - self.mean) / self.std).reshape(-1, x.shape[-1])
         out = self._log_prob_standardised(z) - torch.log(self.std).sum()
         return out.reshape(batch)
 

@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mbrl.contracts import as_controller
 from mbrl.util.seeding import make_generator
 from mbrl.util.validation import as_tensor, check_threshold
 
@@ -159,14 +160,10 @@ class DensityConstrainedController:
         if self.controller is None:
             raise RuntimeError("no controller to call: use filter(obs, act) or pass a controller")
 
+        ctl = as_controller(self.controller)   # the Controller contract (mbrl.contracts): act / predict / callable
+
         def call(o):
-            c = self.controller
-            if hasattr(c, "act") and callable(c.act):
-                out = c.act(o)
-            elif hasattr(c, "predict") and callable(c.predict):
-                out = c.predict(o, deterministic=True)[0]
-            else:
-                out = c(o)
+            out = ctl.act(o)
             if isinstance(out, torch.Tensor):
                 out = out.detach().cpu().numpy()
             return np.asarray(out, dtype=np.float64)

@@ -294,19 +294,16 @@ class LyapunovDensityModel:
         return -torch.as_tensor(self.density.log_prob(x), device=self.device).to(self.dtype)
 
     def _fast_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``-log p`` without input validation (density models built on ``DensityBase``), else ``energy``."""
+        """``-log p`` on the hot path: the density's public ``log_prob(x, validate=False)`` when it has one
+        (every ``DensityBase``), else its validating ``log_prob`` on finite rows (the others marked +inf)."""
         d = self.density
         x = torch.cat([o, a], -1)
-        if getattr(d, "mean", None) is None or not hasattr(d, "_log_prob_standardised"):
-            # a foreign DensityModel validates its input: feed it finite points, mark the others +inf
+        try:
+            return -d.log_prob(x, validate=False).to(self.device, self.dtype)
+        except TypeError:  # a foreign DensityModel without the fast path: feed it finite points only
             ok = torch.isfinite(x).all(-1)
             e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.feature_dim, self.act_dim], -1))
             return torch.where(ok, e, math.inf)
-        lead = x.shape[:-1]
-        x = x.to(d.mean.device, d.mean.dtype)
-        z = ((x - d.mean) / d.std).reshape(-1, x.shape[-1])
-        lp = d._log_prob_standardised(z) - torch.log(d.std).sum()
-        return -lp.reshape(lead).to(self.device, self.dtype)
 
     def _net_value(self, net: nn.Module, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return net(self._features(o, a)).squeeze(-1) * self.e_std + self.e_mean
