@@ -445,6 +445,23 @@ add("MuralReward(cnml) as a RewardShaper on an empty batch", _cnml_shaped_empty,
 add("mural(states requiring grad, 20k rows)", lambda c: c.mural(_grad(20_000, 2)),
     ok(lambda r: r.shape == (20_000,) and bool(((r >= 0) & (r <= 1)).all())))
 
+
+
+def _mural_tampered(c, key, value):
+    from safe_density import MuralReward
+
+    path = c.dir(f"mural_{key}")
+    c.mural.save(path)
+    meta = json.loads((path / "meta.json").read_text())
+    meta[key] = value
+    (path / "meta.json").write_text(json.dumps(meta))
+    return MuralReward.load(path)
+
+
+for key, value in (("obs_dim", 5), ("method", "meta_nml"), ("n_updates", 0)):
+    add(f"MuralReward.load(metadata {key}={value!r} disagree with tensors)",
+        lambda c, key=key, value=value: _mural_tampered(c, key, value), err("checkpoint", "path"))
+
 # --- RCAD
 _NET = torch.nn.Linear(2, 3)
 _X, _Y = torch.randn(8, 2), torch.arange(8) % 3
