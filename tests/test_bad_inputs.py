@@ -176,6 +176,32 @@ _FLAGS_OK = {"np.bool_": np.bool_(True), "0/1 ints": np.array([0, 1]), "1.0": 1.
 for k, v in _FLAGS_OK.items():
     add(f"as_flags/ok/{k}", lambda c, v=v: as_flags("terminated", v, 2), ok(lambda r: r.dtype == torch.bool))
 
+# --- seeding
+for k, v in {"2.5": 2.5, "nan": NAN, "true": True, "str": "0", "2**64": 2**64}.items():
+    add(f"make_generator(seed={k})", lambda c, v=v: __import__("mbrl.util.seeding", fromlist=["x"]).make_generator(v),
+        err("seed"))
+add("make_generator(np.int64 seed)", lambda c: __import__("mbrl.util.seeding", fromlist=["x"]).make_generator(
+    np.int64(3)), ok(lambda g: g.initial_seed() == 3))
+
+
+def _seed_everything_restored(seed):
+    """``seed_everything(seed)``, leaving the global generators as they were for the rest of the suite."""
+    import random
+
+    from mbrl.util.seeding import seed_everything
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
+    try:
+        return seed_everything(seed)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])  # noqa: NPY002
+        torch.set_rng_state(states[2])
+
+
+add("seed_everything(np.uint32 seed)", lambda c: _seed_everything_restored(np.uint32(7)), OK)
+add("seed_everything(2.5)", lambda c: _seed_everything_restored(2.5), err("seed"))
+
 # --- ReplayBuffer
 for k, v in BAD_COUNTS.items():
     add(f"ReplayBuffer(capacity={k})", lambda c, v=v: __import__("mbrl").ReplayBuffer(v, 2, 1), err("capacity"))
