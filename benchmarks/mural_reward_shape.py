@@ -45,9 +45,33 @@ def maze_data(rng: np.random.Generator, n_visited: int):
     return goal, v
 
 
+def history_sweep(sizes=(300, 3000, 10000), seed: int = 0) -> dict:
+    """Meta-NML reward at the examples, at visited states and at novel states as the visited history grows
+    (one first fit on 300 states, then incremental updates), with ``support_size=64`` (the default, as the
+    official code's 64-point meta-tasks) and ``support_size=None`` (data weights sum to N)."""
+    rng = np.random.default_rng(seed)
+    goal = np.array([0.85, 0.15]) + 0.03 * rng.standard_normal((10, 2))
+    novel = np.array([[0.85, 0.85], [0.5, 0.15], [0.95, 0.5]])  # free, never visited
+    out = {}
+    for support in (64.0, None):
+        mr = MuralReward(goal, method="meta_nml", seed=seed, config=MuralConfig.small(support_size=support))
+        rows, have = [], 0
+        for n in sizes:
+            _, v = maze_data(rng, n - have)
+            mr.update(v, progress=False)
+            have = n
+            hist = mr.visited.numpy()
+            rows.append({"history": int(len(hist)), "r_examples": float(mr(goal).mean()),
+                         "r_visited": float(mr(hist[-500:]).mean()), "r_novel": float(mr(novel).mean())})
+            print(f"support_size={support}: {rows[-1]}")
+        out[str(support)] = rows
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--history", action="store_true", help="also sweep the visited-history size (support_size)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -73,7 +97,8 @@ def main(argv=None):
     d = out_dir("mural_reward_shape", args.out)
     write_json(d / "reward_shape.json", {"machine": machine(), "quick": args.quick, "grid": n,
                                          "corr_meta_nml_vs_cnml": corr, "corr_classifier_vs_cnml": corr_clf,
-                                         "times": times, "n_visited": len(visited)})
+                                         "times": times, "n_visited": len(visited),
+                                         "history_sweep": history_sweep() if args.history else None})
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, (name, m) in zip(axes, maps.items()):
         im = ax.imshow(m.reshape(n, n), origin="lower", extent=(0, 1, 0, 1), vmin=0, vmax=1, cmap="viridis")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -70,8 +71,8 @@ class BenchConfig:
     pets: PETSConfig = field(default_factory=PETSConfig)
     n_examples: int = 150  # the authors' 150 success examples
     mural: MuralConfig | None = None  # None: MuralConfig.for_device (logged)
-    cnml_grid: int = 16
-    cnml_max_data: int = 256
+    cnml_grid: int = 12
+    cnml_max_data: int = 200
     cnml: CNMLConfig = field(default_factory=lambda: CNMLConfig(steps=100, lr=1e-2))
     sac_steps: int = 20_000
     sac_episode_steps: int = 100  # the authors' maze episodes
@@ -490,7 +491,12 @@ def main(argv=None) -> dict:
             futs = [ex.submit(_run_job, tk, ag, kind, cfgs[tk], s, a.device) for tk, ag, kind, s in jobs]
             done = [f.result() for f in futs]
     else:
-        done = [_run_job(tk, ag, kind, cfgs[tk], s, a.device) for tk, ag, kind, s in jobs]
+        done = []
+        for tk, ag, kind, s in jobs:  # partial results survive an interrupted run
+            done.append(_run_job(tk, ag, kind, cfgs[tk], s, a.device))
+            short = {k: v for k, v in done[-1].items() if k not in ("log", "maps", "positions")}
+            with open(out / "partial.jsonl", "a") as fh:
+                fh.write(json.dumps({"task": tk, "agent": ag, "reward": kind, "seed": s, **short}) + "\n")
     for (tk, ag, kind, _s), r in zip(jobs, done):
         results.setdefault(tk, {}).setdefault(ag, {}).setdefault(kind, {"runs": []})["runs"].append(r)
     for tk in a.tasks:

@@ -273,6 +273,17 @@ def meta_nml_fast(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
     return meta_nml_cached(model, cache, states, config.chunk_size)
 
 
+def outer_batch(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, size: int, gen: torch.Generator):
+    """The data of one meta-update: all of ``(x[N, D], y[N], c[N])`` when ``N <= size``; else ``size`` points
+    drawn with probability proportional to their weight ``c``, each weighted ``sum(c) / size``. The batch's
+    weighted loss is then an unbiased estimate of the full one with the same total weight (a uniform draw
+    would mostly leave out the few success examples and shrink the data's weight against the query's)."""
+    if x.shape[0] <= size:
+        return x, y, c
+    idx = torch.multinomial(c.detach().double().cpu(), size, replacement=True, generator=gen).to(x.device)
+    return x[idx], y[idx], torch.full((size,), float(c.sum()) / size, dtype=c.dtype, device=c.device)
+
+
 def _sample_queries(x, n, frac, margin, gen):
     n_unif = int(round(n * frac))
     idx = torch.randint(0, x.shape[0], (n - n_unif,), generator=gen).to(x.device)
@@ -289,7 +300,8 @@ def meta_train(model: SuccessClassifier, params: Params, x: torch.Tensor, y: tor
     """MAML meta-training (Algorithm 2 of MURAL) for ``steps`` meta-updates; returns new parameters.
 
     Each meta-update: ``meta_batch // 2`` query points (from the data and uniformly from its box),
-    each with both labels; an outer batch of ``outer_batch`` data points (all of them when fewer);
+    each with both labels; an outer batch of ``outer_batch`` data points (all of them when fewer; else drawn
+    with probability proportional to their weight ``c`` and weighted ``sum(c) / outer_batch`` each);
     outer loss = mean over tasks of ``L_q(θ'; s, y)``; gradient by ``torch.func.grad`` through the
     ``vmap``-ed inner loop (second order unless ``first_order``); Adam step with ``meta_lr``.
     """
@@ -298,7 +310,6 @@ def meta_train(model: SuccessClassifier, params: Params, x: torch.Tensor, y: tor
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.Adam(p.values(), lr=config.meta_lr)
     n_q = config.meta_batch // 2
-    n = x.shape[0]
 
     def task_loss(pp, g0, s, ys, xb, yb, cb):
         if config.first_order:
@@ -319,11 +330,7 @@ def meta_train(model: SuccessClassifier, params: Params, x: torch.Tensor, y: tor
     from tqdm.auto import trange
 
     for _ in trange(steps, disable=not progress, desc="meta-NML", leave=False):
-        if n > config.outer_batch:
-            idx = torch.randint(0, n, (config.outer_batch,), generator=gen).to(x.device)
-            xb, yb, cb = x[idx], y[idx], c[idx]
-        else:
-            xb, yb, cb = x, y, c
+        xb, yb, cb = outer_batch(x, y, c, config.outer_batch, gen)
         qs = _sample_queries(x, n_q, config.uniform_query_fraction, config.box_margin, gen)
         s = torch.cat([qs, qs])
         ys = torch.cat([qs.new_zeros(n_q), qs.new_ones(n_q)])

@@ -410,3 +410,17 @@ def test_wrapper_retrains_at_its_period():
         assert 0.0 <= info["mural_reward"] <= 1.0
     assert [t for t, _, changed in seen if changed] == [7, 14, 21]
     assert mr.n_updates == 4 and env.n_retrains == 4 and mr.visited.shape == (1 + 21, 2)
+
+
+def test_outer_batch_keeps_class_weights():
+    """A meta-update's data batch smaller than the data keeps the total weight and the class balance (10 success
+    examples among 1000 points: half the weight is on examples), and is the whole data when it fits."""
+    from safe_density.mural.meta_nml import outer_batch
+
+    y = torch.cat([torch.ones(10), torch.zeros(990)])
+    x, c = torch.randn(1000, 2), balanced_weights(y)
+    xb, yb, cb = outer_batch(x, y, c, 200, torch.Generator().manual_seed(0))
+    assert xb.shape == (200, 2) and torch.isclose(cb.sum(), c.sum())
+    share = float((cb * yb).sum() / cb.sum())
+    assert 0.4 < share < 0.6, share  # a uniform draw gives ~1 %
+    assert outer_batch(x, y, c, 1000, torch.Generator())[0] is x
