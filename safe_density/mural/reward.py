@@ -419,6 +419,8 @@ class MuralReward:
             f = s[:, self.state_slice[0]:self.state_slice[1]]
         else:
             f = s
+        if f.shape[0] == 0:
+            return f.new_zeros(batch)
         f = ((f - self.mu) / self.sd).clamp(-FEATURE_CLIP, FEATURE_CLIP)
         r = self._reward_of_features(f)
         return torch.nan_to_num(r, nan=0.0).clamp(0.0, 1.0).reshape(batch)
