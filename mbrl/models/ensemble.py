@@ -116,7 +116,17 @@ class ProbabilisticEnsemble(nn.Module):
     """
 
     fused: bool = True
-    matmul_dtype: torch.dtype | None = None
+
+    @property
+    def matmul_dtype(self) -> torch.dtype | None:
+        """Dtype of the fused path's matrix products (``None``: the parameter dtype); see the class docstring."""
+        return self.__dict__.get("_matmul_dtype")
+
+    @matmul_dtype.setter
+    def matmul_dtype(self, dtype: torch.dtype | None) -> None:
+        if dtype is not None and dtype not in _FUSED_DTYPES:
+            raise ValueError(f"matmul_dtype must be None, torch.float32 or torch.bfloat16, got {dtype!r}")
+        self.__dict__["_matmul_dtype"] = dtype
 
     def __init__(
         self,
@@ -226,7 +236,7 @@ class ProbabilisticEnsemble(nn.Module):
         if dtype is not None and dtype not in _FUSED_DTYPES:
             raise ValueError(f"dtype must be None, torch.float32 or torch.bfloat16, got {dtype!r}")
         view = copy.copy(self)  # shallow: the same _parameters / _buffers / _modules dictionaries
-        view.__dict__["matmul_dtype"] = dtype
+        view.matmul_dtype = dtype
         view.__dict__["_fused_cache"] = None
         return view
 

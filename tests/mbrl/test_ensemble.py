@@ -483,3 +483,6 @@ def test_matmul_dtype_view_shares_parameters_and_follows_refits():
     assert float((after - ref).abs().max()) < 0.05 * float((ref - obs).abs().mean())
     with pytest.raises(ValueError, match="dtype"):
         model.with_matmul_dtype(torch.float16)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        model.matmul_dtype = torch.float64
+    assert model.matmul_dtype is None
