@@ -89,6 +89,78 @@ def _ts_inf_layout(B: int, N: int, P: int, E: int, device) -> tuple[torch.Tensor
     return rows, valid[:, None, :].expand(E, B * N, J).reshape(E, B * N * J)
 
 
+def _validate(model, obs0, actions, reward_fn, reward_shapers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input checks of :func:`rollout` (skipped on the planner's hot path)."""
+    obs0 = as_tensor("obs0", obs0, min_ndim=2)
+    actions = as_tensor("actions", actions, device=obs0.device, min_ndim=4)
+    if obs0.ndim != 2 or obs0.shape[-1] != getattr(model, "obs_dim", obs0.shape[-1]):
+        raise ValueError(f"obs0 must have shape (B, {getattr(model, 'obs_dim', 'O')}), "
+                         f"got {tuple(obs0.shape)}")
+    if actions.ndim != 4 or actions.shape[0] != obs0.shape[0] or actions.shape[-1] != getattr(
+            model, "act_dim", actions.shape[-1]):
+        raise ValueError(f"actions must have shape ({obs0.shape[0]}, N, H, A), "
+                         f"got {tuple(actions.shape)}")
+    if not callable(reward_fn):
+        raise ValueError("reward_fn must be callable")
+    for i, s in enumerate(reward_shapers):
+        if getattr(s, "mode", "add") not in ("add", "replace"):
+            raise ValueError(f"reward_shapers[{i}].mode must be 'add' or 'replace', got {s.mode!r}")
+    return obs0, actions
+
+
+def _predict(model, propagation: str, state, act, generator, E: int, C: int):
+    """One imagined step ``state -> next`` of every row under ``propagation`` (module docstring)."""
+    if propagation == "ts_inf":
+        return model.predict(state, act, deterministic=False, generator=generator)
+    R, O = state.shape
+    if propagation == "ts_1":
+        perm = torch.randperm(R, generator=generator, device=state.device)
+        slots = torch.cat([perm, perm[: E * C - R]]) if E * C > R else perm
+        out = model.predict(state[slots].view(E, C, O), act[slots].view(E, C, -1), deterministic=False,
+                            generator=generator)
+        return torch.empty_like(state).index_copy_(0, perm, out.reshape(E * C, O)[:R].to(state.dtype))
+    out = model.predict(state.expand(E, R, O), act.expand(E, R, act.shape[-1]), deterministic=True)
+    return out.mean(0).to(state.dtype)
+
+
+def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead):
+    """The task reward, then each shaper replaces it or adds ``weight * shaper`` (module docstring)."""
+    r = reward_fn(state, act, nxt).to(acc)
+    for s in reward_shapers:
+        val = s(state, act, nxt).to(acc)
+        r = val if getattr(s, "mode", "add") == "replace" else r + float(getattr(s, "weight", 1.0)) * val
+    return torch.broadcast_to(r, lead)
+
+
+def _current_violation(current, obs0, actions, acc):
+    """``sum_c relu(cost_c(s_0, a_0) - threshold_c)`` on the real start state and each candidate's first action:
+    ``obs0[B, O]``, ``actions[B, N, H, A]`` -> ``[B, N]`` (one call per constraint, no model in the loop)."""
+    B, N = actions.shape[:2]
+    total = torch.zeros(B, N, dtype=acc, device=actions.device)
+    s0, a0 = obs0[:, None, :].expand(B, N, obs0.shape[-1]), actions[:, :, 0]
+    for c, thr in current:
+        total = total + torch.relu(c.cost(s0, a0).to(acc) - thr)
+    return total
+
+
+def _layout(obs0, act_bn, propagation: str, N: int, P: int, E: int):
+    """Initial states, per-step actions ``act_all[H, ...]`` and the row layout of :func:`rollout`:
+    ``(state, act_all, C, slot_rows, valid)``; TS-inf uses ``[E, C, .]`` blocks, the others ``[R, .]`` rows."""
+    B, R = obs0.shape[0], obs0.shape[0] * N * P
+    if propagation == "ts_inf":
+        slot_rows, valid = _ts_inf_layout(B, N, P, E, obs0.device)           # [E, C]
+        return obs0[slot_rows // (N * P)], act_bn[:, slot_rows // P], slot_rows.shape[1], slot_rows, valid
+    row_bn = torch.arange(R, device=obs0.device) // P
+    return obs0.repeat_interleave(N * P, dim=0), act_bn[:, row_bn], -(-R // E), None, None
+
+
+def _slots_to_rows(x, slot_rows, valid, R: int):
+    """TS-inf: padding slots duplicate a real particle; zero them and scatter-add every slot to its row. No
+    boolean-mask indexing, so the whole rollout has static shapes and can be captured in a CUDA graph."""
+    out = torch.zeros(R, dtype=x.dtype, device=x.device)
+    return out.index_add_(0, slot_rows.reshape(-1), torch.where(valid, x, 0.0).reshape(-1))
+
+
 @torch.no_grad()
 def rollout(
     model,
@@ -129,71 +201,27 @@ def rollout(
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
     if validate:
-        obs0 = as_tensor("obs0", obs0, min_ndim=2)
-        actions = as_tensor("actions", actions, device=obs0.device, min_ndim=4)
-        if obs0.ndim != 2 or obs0.shape[-1] != getattr(model, "obs_dim", obs0.shape[-1]):
-            raise ValueError(f"obs0 must have shape (B, {getattr(model, 'obs_dim', 'O')}), "
-                             f"got {tuple(obs0.shape)}")
-        if actions.ndim != 4 or actions.shape[0] != obs0.shape[0] or actions.shape[-1] != getattr(
-                model, "act_dim", actions.shape[-1]):
-            raise ValueError(f"actions must have shape ({obs0.shape[0]}, N, H, A), "
-                             f"got {tuple(actions.shape)}")
-        if not callable(reward_fn):
-            raise ValueError("reward_fn must be callable")
-        for i, s in enumerate(reward_shapers):
-            if getattr(s, "mode", "add") not in ("add", "replace"):
-                raise ValueError(f"reward_shapers[{i}].mode must be 'add' or 'replace', got {s.mode!r}")
+        obs0, actions = _validate(model, obs0, actions, reward_fn, reward_shapers)
     run = dtype or (obs0.dtype if obs0.is_floating_point() else torch.float32)
     acc = torch.float64 if run == torch.float64 else torch.float32
-    E = int(model.ensemble_size)
-    B, O = obs0.shape
-    _, N, H, A = actions.shape
+    E, (B, N, H, A), dev = int(model.ensemble_size), actions.shape, obs0.device
     P = 1 if propagation == "expectation" else particles
     R = B * N * P
-    dev = obs0.device
     act_bn = actions.to(run).reshape(B * N, H, A).transpose(0, 1)            # [H, BN, A]
     imagined = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "imagined"]
     current = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "current"]
 
-    if propagation == "ts_inf":
-        slot_rows, valid = _ts_inf_layout(B, N, P, E, dev)                   # [E, C]
-        state = obs0.to(run)[slot_rows // (N * P)]                            # [E, C, O]
-        act_all = act_bn[:, slot_rows // P]                                   # [H, E, C, A]
-    else:
-        state = obs0.to(run).repeat_interleave(N * P, dim=0)                 # [R, O]
-        row_bn = torch.arange(R, device=dev) // P
-        C = -(-R // E)
+    state, act_all, C, slot_rows, valid = _layout(obs0.to(run), act_bn, propagation, N, P, E)
     lead = state.shape[:-1]
-    total = torch.zeros(lead, dtype=acc, device=dev)
-    viol = torch.zeros(lead, dtype=acc, device=dev)
-    alive = torch.ones(lead, dtype=torch.bool, device=dev)
-    bad = torch.zeros(lead, dtype=torch.bool, device=dev)
+    total, viol = torch.zeros(lead, dtype=acc, device=dev), torch.zeros(lead, dtype=acc, device=dev)
+    alive, bad = torch.ones(lead, dtype=torch.bool, device=dev), torch.zeros(lead, dtype=torch.bool, device=dev)
 
     for t in range(H):
-        if propagation == "ts_inf":
-            act = act_all[t]
-            nxt = model.predict(state, act, deterministic=False, generator=generator)
-        elif propagation == "ts_1":
-            act = act_bn[t][row_bn]
-            perm = torch.randperm(R, generator=generator, device=dev)
-            slots = torch.cat([perm, perm[: E * C - R]]) if E * C > R else perm
-            out = model.predict(state[slots].view(E, C, O), act[slots].view(E, C, A), deterministic=False,
-                                generator=generator)
-            nxt = torch.empty_like(state).index_copy_(0, perm, out.reshape(E * C, O)[:R].to(state.dtype))
-        else:
-            act = act_bn[t][row_bn]
-            out = model.predict(state.expand(E, R, O), act.expand(E, R, A), deterministic=True)
-            nxt = out.mean(0).to(state.dtype)
-        for c, thr in imagined:
-            cost = c.cost(state, act).to(acc)
-            # a terminated particle keeps its last state, and that state's violation keeps counting:
-            # otherwise ending the episode (e.g. falling) would be the cheapest way to "satisfy" a constraint
-            viol = viol + torch.relu(cost - thr)
-        r = reward_fn(state, act, nxt).to(acc)
-        for s in reward_shapers:
-            val = s(state, act, nxt).to(acc)
-            r = val if getattr(s, "mode", "add") == "replace" else r + float(getattr(s, "weight", 1.0)) * val
-        r = torch.broadcast_to(r, lead)
+        act = act_all[t]
+        nxt = _predict(model, propagation, state, act, generator, E, C)
+        for c, thr in imagined:  # a terminated particle's frozen state keeps counting (falling is no escape)
+            viol = viol + torch.relu(c.cost(state, act).to(acc) - thr)
+        r = _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead)
         done = (torch.zeros(lead, dtype=torch.bool, device=dev) if termination_fn is None
                 else torch.broadcast_to(termination_fn(state, act, nxt).to(torch.bool), lead))
         finite = torch.isfinite(nxt.sum(-1, dtype=acc) + r)  # any NaN/inf in the state or the reward
@@ -204,17 +232,6 @@ def rollout(
 
     total = torch.where(bad, torch.nan, total)
     if propagation == "ts_inf":
-        # Padding slots duplicate a real particle: zero them and scatter-add every slot to its row. No
-        # boolean-mask indexing, so the whole rollout has static shapes and can be captured in a CUDA graph.
-        flat = slot_rows.reshape(-1)
-        total = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, total, 0.0).reshape(-1))
-        viol = torch.zeros(R, dtype=acc, device=dev).index_add_(0, flat, torch.where(valid, viol, 0.0).reshape(-1))
-    returns = total.view(B, N, P).mean(-1)
-    violations = viol.view(B, N, P).mean(-1)
-    if current:
-        # the real state and each candidate's first action: [B, N, O] x [B, N, A], one call per constraint
-        s0 = obs0.to(run)[:, None, :].expand(B, N, O)
-        a0 = actions[:, :, 0].to(run)
-        for c, thr in current:
-            violations = violations + torch.relu(c.cost(s0, a0).to(acc) - thr)
-    return returns, violations
+        total, viol = _slots_to_rows(total, slot_rows, valid, R), _slots_to_rows(viol, slot_rows, valid, R)
+    current_viol = _current_violation(current, obs0.to(run), actions.to(run), acc)
+    return total.view(B, N, P).mean(-1), viol.view(B, N, P).mean(-1) + current_viol

@@ -417,29 +417,9 @@ class LyapunovDensityModel:
             best = torch.minimum(best, vals.min(1).values)
         return best
 
-    def fit(
-        self,
-        obs,
-        act,
-        next_obs,
-        terminated=None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        progress: bool = True,
-    ) -> dict[str, list[float]]:
-        """Fit the density (if needed) and regress ``G_phi`` on the discounted backup (module docstring).
-
-        The ``n_action_samples`` next actions of each transition and their energies are drawn once per
-        ``pool_refresh`` steps (:meth:`_action_pool`): the density is fixed during the regression, so the
-        loop only evaluates networks (about 20x faster than evaluating the density at every step).
-
-        Args:
-            obs, next_obs: ``[N, O]``; act: ``[N, A]``; terminated: optional ``[N]`` bool/0-1.
-            steps, batch_size: gradient steps and minibatch size (default: the config's).
-            progress: show a tqdm bar.
-        Returns:
-            ``history`` with per-step ``"loss"`` and ``"target_mean"`` lists (also at ``self.history``).
-        """
+    def _fit_inputs(self, obs, act, next_obs, terminated, steps, batch_size):
+        """Validated ``(obs, act, next_obs, done, steps, batch_size)`` for :meth:`fit` (``ValueError`` naming
+        the argument)."""
         cfg = self.config
         o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
         if not isinstance(steps, (type(None), int)) or isinstance(steps, bool):
@@ -469,35 +449,13 @@ class LyapunovDensityModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-        o, o2 = self._select(o), self._select(o2)
-        x = torch.cat([o, a], -1)
-        if self.density is None:
-            from safe_density.density import GaussianMixtureDensity
+        return o, a, o2, done, steps, batch_size
 
-            self.density = GaussianMixtureDensity(
-                min(cfg.density_components, n), device=self.device, dtype=self.dtype, seed=self.seed
-            )
-        if not getattr(self.density, "fitted", False):
-            self.density.fit(x)
-        self._density_ready = True
-
-        self.obs_mean = o.mean(0)
-        std = o.std(0, unbiased=False)
-        self.obs_std = torch.where(std < 1e-12, torch.ones_like(std), std)
-        with torch.no_grad():
-            e_data = self._raw_energy(o, a)
-        _check_finite_energy(e_data)
-        self.e_mean = e_data.mean()
-        self.e_std = e_data.std(unbiased=False).clamp(min=1e-6) if n > 1 else torch.ones_like(self.e_mean)
-        cap = cfg.energy_cap if cfg.energy_cap is not None else float(e_data.max() + 2 * self.e_std)
-        self.e_cap = torch.tensor(cap, dtype=self.dtype, device=self.device)
-        e_data = e_data.clamp(max=self.e_cap)
-        if not self.fitted:
-            self.target.load_state_dict(self.net.state_dict())
-        self.fitted = True
-
+    def _regress(self, o, a, o2, done, e_data, steps: int, bs: int, progress: bool) -> None:
+        """The backup regression of :meth:`fit` (design.md, LDM): target network, min over a pool of next
+        actions, Polyak averaging; appends to ``history``."""
+        cfg, n = self.config, o.shape[0]
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        bs = min(batch_size, n)
         it = range(steps)
         if progress:
             from tqdm.auto import tqdm
@@ -525,6 +483,61 @@ class LyapunovDensityModel:
                     pt.lerp_(p, tau)
             self.history["loss"].append(float(loss.detach()))
             self.history["target_mean"].append(float(y.mean()))
+
+    def fit(
+        self,
+        obs,
+        act,
+        next_obs,
+        terminated=None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, list[float]]:
+        """Fit the density (if needed) and regress ``G_phi`` on the discounted backup (module docstring).
+
+        The ``n_action_samples`` next actions of each transition and their energies are drawn once per
+        ``pool_refresh`` steps (:meth:`_action_pool`): the density is fixed during the regression, so the
+        loop only evaluates networks (about 20x faster than evaluating the density at every step).
+
+        Args:
+            obs, next_obs: ``[N, O]``; act: ``[N, A]``; terminated: optional ``[N]`` bool/0-1.
+            steps, batch_size: gradient steps and minibatch size (default: the config's).
+            progress: show a tqdm bar.
+        Returns:
+            ``history`` with per-step ``"loss"`` and ``"target_mean"`` lists (also at ``self.history``).
+        """
+        cfg = self.config
+        o, a, o2, done, steps, batch_size = self._fit_inputs(obs, act, next_obs, terminated, steps, batch_size)
+        n = o.shape[0]
+        o, o2 = self._select(o), self._select(o2)
+        x = torch.cat([o, a], -1)
+        if self.density is None:
+            from safe_density.density import GaussianMixtureDensity
+
+            self.density = GaussianMixtureDensity(
+                min(cfg.density_components, n), device=self.device, dtype=self.dtype, seed=self.seed
+            )
+        if not getattr(self.density, "fitted", False):
+            self.density.fit(x)
+        self._density_ready = True
+
+        self.obs_mean = o.mean(0)
+        std = o.std(0, unbiased=False)
+        self.obs_std = torch.where(std < 1e-12, torch.ones_like(std), std)
+        with torch.no_grad():
+            e_data = self._raw_energy(o, a)
+        _check_finite_energy(e_data)
+        self.e_mean = e_data.mean()
+        self.e_std = e_data.std(unbiased=False).clamp(min=1e-6) if n > 1 else torch.ones_like(self.e_mean)
+        cap = cfg.energy_cap if cfg.energy_cap is not None else float(e_data.max() + 2 * self.e_std)
+        self.e_cap = torch.tensor(cap, dtype=self.dtype, device=self.device)
+        e_data = e_data.clamp(max=self.e_cap)
+        if not self.fitted:
+            self.target.load_state_dict(self.net.state_dict())
+        self.fitted = True
+
+        self._regress(o, a, o2, done, e_data, steps, min(batch_size, n), progress)
         return self.history
 
     # ------------------------------------------------------------------ persistence
