@@ -1,30 +1,32 @@
 """The LDM paper's Hopper experiment (Kang et al., ICML 2022, Sec. 6): MPC with a learned model, hopping to
 target x positions, with and without density constraints.
 
-Pipeline (``--quick`` sizes in brackets):
+Pipeline (``--quick`` sizes are the defaults of :class:`Settings`):
 
-1. **Offline data.** PETS itself collects Hopper-v5 data on the forward-velocity reward: random warm-up
-   steps, then MPC episodes (mbrl.train.run_pets) [2000 random steps + 10 episodes of at most 300 steps].
-   Episodes end when the hopper falls, so fallen states appear only as the last ``next_obs`` of an
-   episode, never as ``obs``: they get low density.
-2. **Models.** A PETS ensemble refitted on all data; a Gaussian-mixture density over (s without x, a) and the
-   learned LDM ``G(s, a)`` on the same features (x is excluded: the density is translation invariant), both
-   on the MPC episodes only (the behaviour data; random warm-up steps are left out) without the last 20
-   steps before each fall (see :func:`safe_mask`).
-   Transitions are given to the LDM as non-terminal, so a fall leads to a next state with no data around it
-   (high energy) and the backup propagates that danger back along the trajectories.
+1. **Behaviour data that hop without falling** (the paper's setting): the scripted gaits of
+   ``mbrl.tasks.hopper_gait`` (forward and backward), at several action-noise levels. The quiet copies never
+   fall, the noisier ones sometimes do, so falling is what leaves the data.
+2. **Models**, all fitted on the gait data only: a PETS ensemble (dynamics), a Gaussian-mixture density over
+   (s without x, a) and the learned LDM ``G(s, a)`` on the same features (``obs_indices`` drops x: the gait is
+   translation invariant and a target x outside the data must not count as leaving it). The density and the
+   LDM leave out the last ``drop_before_fall`` steps before each fall. Thresholds come from
+   ``LyapunovDensityModel.calibrate``: quantiles of ``G`` on the data for the LDM, quantiles of ``E`` (its own
+   energy) for the greedy constraint, plus thresholds far past the data's largest ``G`` (where falls return).
 3. **Control.** MPC (CEM + TS-inf) hops from the start to a target x with reward ``1 - min(|x - x*|, 2) / 2``
-   (positive, so falling, which ends the episode, is never attractive), under:
-   (a) no constraint, (b) the greedy density constraint ``E(s, a) <= c``, (c) an ensemble-disagreement
-   penalty, (d) the LDM constraint ``G(s, a) <= c``; thresholds ``c`` are quantiles of ``G`` over the data's own
-   state-action pairs (a fraction q of the data is feasible), the same ``c`` for the greedy constraint.
-4. **Metrics** per method and threshold: falls per episode, final distance to the target, and the dynamics
-   model's one-step error along the executed trajectory; plus seconds per action (the LDM's planning-time
-   overhead). Written to ``results/hopper_ldm/hopper_ldm.json`` and ``hopper_ldm.png``.
+   (positive, so falling, which ends the episode, is never attractive), under (a) no constraint, (b) the
+   greedy density constraint ``E(s, a) <= c`` (the single-step baseline), (c) the ensemble-disagreement
+   penalty, (d) the LDM constraint ``G(s, a) <= c`` on the real current state-action, (e) the same LDM
+   wrapped around the unconstrained MPC with ``DensityConstrainedController`` (the first use users asked for).
+4. **Metrics** per row (``seeds`` x ``targets`` episodes): falls per episode, steps survived, final distance to
+   the target, progress toward it, the real ``G`` of the executed state-actions (fraction within ``c``), the
+   agent's infeasible-plan counter and seconds per action. Written to ``results/hopper_ldm/hopper_ldm.json``
+   and ``hopper_ldm.png``.
 
-The published shape: as the threshold tightens, falls go to zero; too tight and the hopper stands still.
+The published shape: too loose a threshold and the hopper falls (it exploits the model), right and it
+reaches the target, too tight and it stands still; the LDM falls less than the greedy density constraint
+and the ensemble penalty.
 
-    python benchmarks/hopper_ldm.py --quick          # 2 CPU cores, < 30 min
+    python benchmarks/hopper_ldm.py --quick          # 2 CPU cores, < 20 min
     python benchmarks/hopper_ldm.py --device cuda    # larger data, models and populations
 """
 
@@ -44,54 +46,45 @@ from _common import machine, out_dir, write_json  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from mbrl.agent import MPCAgent  # noqa: E402
-from mbrl.buffer import ReplayBuffer  # noqa: E402
 from mbrl.models import ProbabilisticEnsemble  # noqa: E402
 from mbrl.penalties import EnsembleDisagreement  # noqa: E402
 from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
-from mbrl.train import PETSConfig, run_pets  # noqa: E402
-from mbrl.util.sweep import run_grid  # noqa: E402
+from mbrl.tasks.hopper_gait import collect_gait_data  # noqa: E402
 from safe_density.density import GaussianMixtureDensity  # noqa: E402
-from safe_density.ldm import LyapunovDensityModel  # noqa: E402
+from safe_density.ldm import DensityConstrainedController, LyapunovDensityModel  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    data_warmup_steps: int = 2000
-    data_episodes: int = 10
-    data_steps: int = 300
-    data_hidden: tuple[int, ...] = (128, 128, 128)
-    model_epochs: int = 60
-    ldm_steps: int = 3000
-    ldm_components: int = 8
-    population: int = 150
-    elites: int = 15
+    gait_noises: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    gait_episodes: int = 2
+    gait_steps: int = 400
+    model_hidden: tuple[int, ...] = (128, 128, 128)
+    model_epochs: int = 25
+    ldm_steps: int = 1000
+    ldm_components: int = 16
+    drop_before_fall: int = 10
+    population: int = 64
+    elites: int = 8
     iterations: int = 3
-    horizon: int = 12
-    particles: int = 5
-    episode_steps: int = 150
-    episodes: int = 2
-    targets: tuple[float, ...] = (1.0,)
-    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
+    horizon: int = 8
+    particles: int = 4
+    episode_steps: int = 100
+    seeds: int = 5
+    targets: tuple[float, ...] = (1.0, -1.0)
+    ldm_quantiles: tuple[float, ...] = (0.5, 0.9)
+    loose_offsets: tuple[float, ...] = (20.0, 200.0)
+    greedy_quantiles: tuple[float, ...] = (0.5, 0.9)
+    wrap_quantiles: tuple[float, ...] = (0.5,)
     disagreement_weight: float = 10.0
-    drop_before_fall: int = 20
 
 
 QUICK = Settings()
-FULL = Settings(data_warmup_steps=10000, data_episodes=30, data_steps=1000, data_hidden=(200, 200, 200, 200),
-                model_epochs=100,
-                ldm_steps=20000, population=500, elites=50, iterations=5, horizon=30, particles=20,
-                episode_steps=500, episodes=5, targets=(1.0, 2.0, 3.0), quantiles=(0.25, 0.5, 0.75, 0.9, 0.99))
-
-
-class ObsFeatures:
-    """A ``Constraint`` that evaluates ``inner`` on ``obs[..., 1:]`` (drops Hopper's x position)."""
-
-    def __init__(self, inner):
-        self.inner, self.threshold = inner, float(inner.threshold)
-
-    def cost(self, obs, act):
-        return self.inner.cost(obs[..., 1:], act)
+FULL = Settings(gait_episodes=5, gait_steps=1000, model_hidden=(200, 200, 200, 200), model_epochs=100,
+                ldm_steps=10000, population=500, elites=50, iterations=5, horizon=30, particles=20,
+                episode_steps=500, seeds=10, ldm_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
+                greedy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99), wrap_quantiles=(0.5, 0.9))
 
 
 def target_reward(target: float):
@@ -100,85 +93,73 @@ def target_reward(target: float):
     return reward_fn
 
 
-def collect_data(s: Settings, out: Path, seed: int, device) -> tuple[ReplayBuffer, int]:
-    """PETS data on the forward-velocity reward; returns the buffer and its number of random warm-up steps."""
-    cfg = PETSConfig(hidden=s.data_hidden, horizon=15, population=s.population, elites=s.elites,
-                     iterations=s.iterations, particles=s.particles, episodes=s.data_episodes,
-                     max_episode_steps=s.data_steps, epochs_per_episode=10, warmup_episodes=1,
-                     warmup_steps=s.data_warmup_steps)
-    log = run_pets("Hopper-v5", cfg, out_dir=out / "offline", seed=seed, device=device)
-    n_random = sum(r["steps"] for r in log if r["phase"] == "random")
-    return ReplayBuffer.load(out / "offline" / "checkpoint" / "buffer"), n_random
-
-
-def run_episode(task, agent, model, target, steps, seed):
-    env = task.make_env()
-    obs, _ = env.reset(seed=seed)
-    fell, errs, times = False, [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        act = agent.act(obs)
-        times.append(time.perf_counter() - t0)
-        nxt, _, term, trunc, _ = env.step(act)
-        with torch.no_grad():
-            o = torch.as_tensor(obs, dtype=torch.float32)[None]
-            a = torch.as_tensor(act, dtype=torch.float32)[None]
-            pred = model.predict(o, a, deterministic=True).mean(0)[0].numpy()
-        errs.append(float(np.mean((pred - nxt) ** 2)))
-        obs = nxt
-        if term:
-            fell = True
-            break
-        if trunc:
-            break
-    env.close()
-    return {"fell": fell, "distance": float(abs(obs[0] - target)), "x": float(obs[0]),
-            "model_mse": float(np.mean(errs)), "steps": len(errs), "seconds_per_action": float(np.median(times))}
-
-
-def safe_mask(terminated: torch.Tensor, truncated: torch.Tensor, k: int) -> torch.Tensor:
-    """``[N]`` bool: transitions at least ``k`` steps before the end of an episode that ended in a fall.
-
-    The dynamics model learns from everything (it must know how falls happen); the density and the LDM see
-    only the behaviour we want to stay close to, as if an operator had cut each episode ``k`` steps before
-    its fall. Then falling is what leaves the data, which is the paper's setting (its data comes from a
-    policy that hops without falling)."""
-    n = terminated.shape[0]
-    keep = torch.ones(n, dtype=torch.bool)
-    ends = torch.nonzero(terminated.cpu(), as_tuple=False).flatten().tolist()
-    for e in ends:
-        start = e
-        while start > 0 and not bool(terminated[start - 1]) and not bool(truncated[start - 1]) and e - start < k:
-            start -= 1
-        keep[start: e + 1] = False
+def safe_mask(terminated: np.ndarray, episode: np.ndarray, k: int) -> np.ndarray:
+    """``[N]`` bool: transitions not among the last ``k`` of an episode that ended in a fall (so that falling,
+    and what leads straight to it, is what leaves the density's and the LDM's data)."""
+    keep = np.ones(terminated.shape[0], dtype=bool)
+    for end in np.flatnonzero(terminated):
+        same = episode[: end + 1] == episode[end]
+        idx = np.flatnonzero(same)[-k:]
+        keep[idx] = False
     return keep
 
 
-def prepare(s: Settings, out: Path, seed: int, device) -> dict:
-    """Offline data, the dynamics ensemble, the density and the LDM (steps 1-2 of the module docstring)."""
+def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
+    """Gait data, dynamics ensemble, density and LDM (steps 1-2 of the module docstring)."""
     task = make_task("Hopper-v5")
-    buf, n_random = collect_data(s, out, seed, device)
-    data = buf.all()
-    print(f"offline data: {len(buf)} transitions")
-    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.data_hidden, device=device, seed=seed)
-    model.fit(buf, epochs=s.model_epochs, progress=True, seed=seed)
-    keep = safe_mask(data.terminated, data.truncated, s.drop_before_fall)
-    keep[:n_random] = False  # the behaviour to stay close to is the MPC controller's, not random flailing
-    print(f"LDM data: {int(keep.sum())} MPC transitions at least {s.drop_before_fall} steps before any fall")
-    feats, nfeats, acts = data.obs[keep, 1:], data.next_obs[keep, 1:], data.act[keep]
+    t0 = time.perf_counter()
+    data = collect_gait_data(noises=s.gait_noises, episodes_per_setting=s.gait_episodes, max_steps=s.gait_steps,
+                             seed=seed, task=task)
+    t_data = time.perf_counter() - t0
+    n, eps = data["obs"].shape[0], data["fell"].shape[0]
+    print(f"gait data: {n} transitions, {eps} episodes, {int(data['fell'].sum())} falls ({t_data:.1f} s)")
+    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.model_hidden, device=device, seed=seed)
+    fit = model.fit((data["obs"], data["act"], data["next_obs"]), epochs=s.model_epochs, progress=progress,
+                    seed=seed)
+    keep = safe_mask(data["terminated"], data["episode"], s.drop_before_fall)
+    o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
     density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
-    ldm = LyapunovDensityModel(task.obs_dim - 1, task.act_dim, task.action_low, task.action_high, density=density,
-                               steps=s.ldm_steps, device=device, seed=seed)
-    ldm.fit(feats, acts, nfeats, progress=True)
+    ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high, density=density,
+                               steps=s.ldm_steps, obs_indices=range(1, task.obs_dim), device=device, seed=seed)
+    ldm.fit(o, a, o2, progress=progress)
     with torch.no_grad():
-        e_data = ldm.energy(feats, acts).cpu().numpy()
-        g_data = ldm.value(feats, acts).cpu().numpy()
-    # c at the q-quantile of G on the data: a fraction q of the data's own (s, a) pairs is feasible, so the
-    # constraint always leaves the planner somewhere to go (the same c is used for the greedy E <= c).
-    thresholds = {q: float(np.quantile(g_data, q)) for q in s.quantiles}
-    print("thresholds (quantile of G on data -> c):", {q: round(c, 2) for q, c in thresholds.items()})
-    return {"task": task, "buffer": buf, "model": model, "ldm": ldm, "thresholds": thresholds,
-            "e_data": e_data, "g_data": g_data}
+        g_data = ldm.value(o, a).cpu().numpy()
+        e_data = ldm.energy(o, a).cpu().numpy()
+    thresholds = {}
+    for q in s.ldm_quantiles:
+        thresholds[f"q{q:g}"] = ("ldm", q, float(np.quantile(g_data, q)))
+    for off in s.loose_offsets:
+        thresholds[f"max+{off:g}"] = ("ldm", None, float(g_data.max() + off))
+    greedy = {f"q{q:g}": ("greedy", q, float(np.quantile(e_data, q))) for q in s.greedy_quantiles}
+    ldm.calibrate(o, a, 0.5)   # stored with the model: the default threshold of ldm.constraint()
+    print("LDM thresholds (quantile of G on the data -> c):", {k: round(v[2], 2) for k, v in thresholds.items()})
+    print("greedy thresholds (quantile of E):", {k: round(v[2], 2) for k, v in greedy.items()})
+    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": thresholds, "greedy": greedy,
+            "g_data": g_data, "e_data": e_data, "ldm_transitions": int(keep.sum()), "data_seconds": t_data,
+            "model_holdout_mse": float(np.mean(fit["holdout_mse"][-1]))}
+
+
+def save_prep(prep: dict, path: Path) -> None:
+    """Cache the data and models of :func:`prepare` (so that several processes can share one fit)."""
+    path.mkdir(parents=True, exist_ok=True)
+    np.savez(path / "data.npz", **prep["data"], g_data=prep["g_data"], e_data=prep["e_data"])
+    prep["model"].save(path / "model")
+    prep["ldm"].save(path / "ldm")
+    meta = {k: prep[k] for k in ("thresholds", "greedy", "ldm_transitions", "data_seconds", "model_holdout_mse")}
+    write_json(path / "prep.json", meta)
+
+
+def load_prep(path: Path, device) -> dict:
+    import json
+
+    z = np.load(path / "data.npz", allow_pickle=False)
+    data = {k: z[k] for k in z.files if k not in ("g_data", "e_data")}
+    meta = json.loads((path / "prep.json").read_text())
+    meta["thresholds"] = {k: tuple(v) for k, v in meta["thresholds"].items()}
+    meta["greedy"] = {k: tuple(v) for k, v in meta["greedy"].items()}
+    return {"task": make_task("Hopper-v5"), "data": data, "model": ProbabilisticEnsemble.load(path / "model", device),
+            "ldm": LyapunovDensityModel.load(path / "ldm", device=device), "g_data": z["g_data"],
+            "e_data": z["e_data"], **meta}
 
 
 def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_shapers=(), seed: int = 0,
@@ -191,135 +172,257 @@ def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_sh
                     reward_shapers=reward_shapers, device=device, seed=seed)
 
 
-def methods_for(s: Settings, prep: dict, which=("none", "greedy", "disagreement", "ldm")) -> list:
-    ldm, thresholds = prep["ldm"], prep["thresholds"]
-    methods: list[tuple[str, float | None, list, list]] = []
+def methods_for(s: Settings, prep: dict, which=("none", "greedy", "disagreement", "ldm", "wrap")) -> list[dict]:
+    """One dict per row: ``name``, ``label`` (threshold label), ``threshold``, ``quantile`` and a ``build``
+    function ``(target, seed) -> controller``."""
+    ldm, rows = prep["ldm"], []
+
+    def agent(cons=(), shapers=()):
+        return lambda target, seed: make_agent(s, prep, target, cons, shapers, seed=seed)
+
     if "none" in which:
-        methods.append(("none", None, [], []))
-    if "greedy" in which:
-        methods += [("greedy", q, [ObsFeatures(ldm.constraint(c, greedy=True))], []) for q, c in thresholds.items()]
+        rows.append({"name": "none", "label": "-", "threshold": None, "quantile": None, "build": agent()})
     if "disagreement" in which:
-        methods.append(("disagreement", None, [], [EnsembleDisagreement(prep["model"], s.disagreement_weight)]))
+        pen = EnsembleDisagreement(prep["model"], s.disagreement_weight)
+        rows.append({"name": "disagreement", "label": f"w={s.disagreement_weight:g}", "threshold": None,
+                     "quantile": None, "build": agent(shapers=[pen])})
+    if "greedy" in which:
+        for label, (_, q, c) in prep["greedy"].items():
+            rows.append({"name": "greedy", "label": label, "threshold": c, "quantile": q,
+                         "build": agent([ldm.constraint(c, greedy=True)])})
     if "ldm" in which:
-        methods += [("ldm", q, [ObsFeatures(ldm.constraint(c))], []) for q, c in thresholds.items()]
-    return methods
+        for label, (_, q, c) in prep["thresholds"].items():
+            rows.append({"name": "ldm", "label": label, "threshold": c, "quantile": q,
+                         "build": agent([ldm.constraint(c)])})
+    if "wrap" in which:
+        for q in s.wrap_quantiles:
+            c = prep["thresholds"].get(f"q{q:g}", (None, q, float(np.quantile(prep["g_data"], q))))[2]
+
+            def build(target, seed, c=c):
+                inner = make_agent(s, prep, target, seed=seed)
+                return DensityConstrainedController(inner, ldm, threshold=c, method="sample", seed=seed, warn=False)
+            rows.append({"name": "ldm-wrap", "label": f"q{q:g}", "threshold": c, "quantile": q, "build": build})
+    return rows
 
 
-def evaluate(s: Settings, prep: dict, methods: list, seed: int, device) -> list[dict]:
-    """MPC episodes for every method x target x episode (steps 3-4 of the module docstring)."""
+def run_episode(task, controller, model, ldm, target: float, steps: int, seed: int, threshold=None,
+                greedy: bool = False) -> dict:
+    """One episode; returns falls, steps, distance, progress, model error, real G of executed pairs, timing."""
+    env = task.make_env()
+    obs, _ = env.reset(seed=seed)
+    x0 = float(obs[0])
+    fell, errs, times, pairs_o, pairs_a, xs = False, [], [], [], [], [x0]
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        act = controller.act(obs) if hasattr(controller, "act") else controller(obs)
+        times.append(time.perf_counter() - t0)
+        nxt, _, term, trunc, _ = env.step(act)
+        pairs_o.append(obs)
+        pairs_a.append(act)
+        with torch.no_grad():
+            o = torch.as_tensor(obs, dtype=torch.float32)[None]
+            a = torch.as_tensor(act, dtype=torch.float32)[None]
+            pred = model.predict(o, a, deterministic=True).mean(0)[0].numpy()
+        errs.append(float(np.mean((pred - nxt) ** 2)))
+        obs = nxt
+        xs.append(float(obs[0]))
+        if term:
+            fell = True
+            break
+        if trunc:
+            break
+    env.close()
+    po, pa = np.asarray(pairs_o, np.float32), np.asarray(pairs_a, np.float32)
+    with torch.no_grad():
+        g = ldm.value(po, pa).cpu().numpy()
+        e = ldm.energy(po, pa).cpu().numpy()
+    stats = getattr(getattr(controller, "controller", controller), "stats", {})
+    out = {"fell": fell, "steps": len(errs), "distance": float(abs(obs[0] - target)), "x": float(obs[0]),
+           "progress": float(abs(x0 - target) - abs(obs[0] - target)), "model_mse": float(np.mean(errs)),
+           "seconds_per_action": float(np.median(times)), "g_mean": float(np.mean(g)), "g_max": float(np.max(g)),
+           "infeasible_plans": int(stats.get("infeasible", 0)),
+           "replaced_by_best": int(stats.get("replaced_by_best", 0)), "xs": xs}
+    if threshold is not None:
+        out["real_feasible_fraction"] = float(np.mean((e if greedy else g) <= threshold))  # the row's own cost
+    if hasattr(controller, "infeasible_count"):
+        out["infeasible_plans"] = int(controller.infeasible_count)
+    return out
+
+
+def evaluate(s: Settings, prep: dict, methods: list[dict], seed: int) -> list[dict]:
+    """``seeds`` x ``targets`` episodes per method (steps 3-4 of the module docstring)."""
     rows = []
-    bar = tqdm(total=len(methods) * len(s.targets) * s.episodes, desc="hopper MPC", unit="ep")
-    for name, q, cons, shapers in methods:
-        for target in s.targets:
-            for ep in range(s.episodes):
-                agent = make_agent(s, prep, target, cons, shapers, seed=seed + ep, device=device)
-                r = run_episode(prep["task"], agent, prep["model"], target, s.episode_steps, seed=1000 + ep)
-                rows.append({"method": name, "quantile": q, "threshold": prep["thresholds"].get(q),
-                             "target": target, "episode": ep, **r})
+    bar = tqdm(total=len(methods) * len(s.targets) * s.seeds, desc="hopper MPC", unit="ep")
+    for m in methods:
+        for k in range(s.seeds):
+            for target in s.targets:
+                ctl = m["build"](target, seed + k)
+                r = run_episode(prep["task"], ctl, prep["model"], prep["ldm"], target, s.episode_steps,
+                                seed=1000 + k, threshold=m["threshold"], greedy=m["name"] == "greedy")
+                rows.append({"method": m["name"], "label": m["label"], "quantile": m["quantile"],
+                             "threshold": m["threshold"], "target": target, "seed": k, **r})
                 bar.update(1)
     bar.close()
     return rows
 
 
-def print_table(table: list[dict]) -> None:
-    print(f"\n{'method':>13} {'q':>5} {'c':>7} {'falls/ep':>9} {'dist':>6} {'model mse':>10} {'s/action':>9} "
-          f"{'overhead':>9}")
-    for t in table:
-        qs = "-" if t["quantile"] is None else f"{t['quantile']:.2f}"
-        cs = "-" if t["threshold"] is None else f"{t['threshold']:.2f}"
-        print(f"{t['method']:>13} {qs:>5} {cs:>7} {t['falls_per_episode']:>9.2f} {t['distance']:>6.2f} "
-              f"{t['model_mse']:>10.4f} {t['seconds_per_action']:>9.4f} {t.get('overhead_vs_none', 0.0):>+9.1%}")
-
-
-def run_seed(seed: int, settings: Settings, out: str, device: str, methods: tuple[str, ...]) -> dict:
-    """The whole experiment for one seed (a grid point of ``mbrl.util.sweep.run_grid``)."""
-    dev = torch.device(device)
-    prep = prepare(settings, Path(out) / f"seed{seed}", seed, dev)
-    rows = evaluate(settings, prep, methods_for(settings, prep, methods), seed, dev)
-    return {"rows": [{**r, "seed": seed} for r in rows], "data_transitions": len(prep["buffer"]),
-            "thresholds": prep["thresholds"],
-            "ldm_minus_energy_on_data_mean": float(np.mean(prep["g_data"] - prep["e_data"]))}
-
-
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CPU-sized settings (< 30 min on 2 cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data collection, models and planning")
-    p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--out", default=None, help="output folder (default results/hopper_ldm)")
-    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per method and target")
-    p.add_argument("--methods", nargs="+", default=["none", "greedy", "disagreement", "ldm"],
-                   choices=["none", "greedy", "disagreement", "ldm"], help="which controllers to compare")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="run the whole experiment for each seed and merge the tables (overrides --seed)")
-    p.add_argument("--backend", default="serial", choices=["serial", "ray"],
-                   help="run the seed grid in this process or as Ray tasks (pip install 'safe-density[sweep]')")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-    a = p.parse_args(argv)
-    s = QUICK if a.quick else FULL
-    if a.episodes is not None:
-        s = dataclasses.replace(s, episodes=a.episodes)
-    device = torch.device(a.device) if a.device else torch.device("cpu")
-    out = out_dir("hopper_ldm", a.out)
-    t_start = time.perf_counter()
-    seeds = a.seeds or [a.seed]
-    grid = run_grid(run_seed, {"seed": seeds}, backend=a.backend, address=a.address, settings=s, out=str(out),
-                    device=str(device), methods=tuple(a.methods))
-    rows = [r for g in grid for r in g["rows"]]
-    table = summarise(rows)
-    base = next((t for t in table if t["method"] == "none"), table[0])["seconds_per_action"]
-    for t in table:
-        t["overhead_vs_none"] = t["seconds_per_action"] / base - 1.0
-    print_table(table)
-    res = {"settings": dataclasses.asdict(s), "machine": machine(), "seeds": seeds, "backend": a.backend,
-           "per_seed": [{k: v for k, v in g.items() if k != "rows"} for g in grid], "rows": rows,
-           "table": table, "seconds": time.perf_counter() - t_start,
-           "paper": "Kang et al. 2022, Hopper: falls drop to zero as the LDM threshold tightens; too tight and "
-                    "the hopper does not move. The greedy density constraint and the ensemble penalty still fall."}
-    write_json(out / "hopper_ldm.json", res)
-    plot(table, out / "hopper_ldm.png")
-    return res
+def measure_overhead(s: Settings, prep: dict, reps: int = 15, seed: int = 0) -> dict:
+    """Planning time per action of each plug-in relative to the plain planner, alternating the agents call by
+    call on the same states (so that machine load hits all of them alike). Returns median seconds and ratios."""
+    ldm, data = prep["ldm"], prep["data"]
+    states = data["obs"][np.random.default_rng(seed).choice(data["obs"].shape[0], reps, replace=False)]
+    agents = {"none": make_agent(s, prep, 1.0, seed=seed),
+              "ldm": make_agent(s, prep, 1.0, [ldm.constraint(ldm.calibration["ldm"])], seed=seed),
+              "greedy": make_agent(s, prep, 1.0, [ldm.constraint(ldm.calibration["energy"], greedy=True)], seed=seed),
+              "disagreement": make_agent(s, prep, 1.0, reward_shapers=[EnsembleDisagreement(prep["model"], 1.0)],
+                                         seed=seed)}
+    times: dict[str, list[float]] = {k: [] for k in agents}
+    for agent in agents.values():         # warm-up
+        agent.act(states[0])
+    for o in tqdm(states, desc="overhead", leave=False):
+        for name, agent in agents.items():
+            agent.reset()
+            t0 = time.perf_counter()
+            agent.act(o)
+            times[name].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"median_seconds": med, "ratio_vs_none": {k: v / med["none"] for k, v in med.items()}, "reps": reps}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    keys = []
-    for r in rows:
-        k = (r["method"], r["quantile"])
-        if k not in keys:
-            keys.append(k)
+    keys = list(dict.fromkeys((r["method"], r["label"]) for r in rows))
     table = []
-    for m, q in keys:
-        rs = [r for r in rows if (r["method"], r["quantile"]) == (m, q)]
-        thr = [r["threshold"] for r in rs if r["threshold"] is not None]
-        table.append({"method": m, "quantile": q, "threshold": float(np.mean(thr)) if thr else None,
-                      "episodes": len(rs),
-                      "falls_per_episode": float(np.mean([r["fell"] for r in rs])),
-                      "distance": float(np.mean([r["distance"] for r in rs])),
-                      "model_mse": float(np.mean([r["model_mse"] for r in rs])),
-                      "seconds_per_action": float(np.mean([r["seconds_per_action"] for r in rs]))})
+    for m, label in keys:
+        rs = [r for r in rows if (r["method"], r["label"]) == (m, label)]
+        t = {"method": m, "label": label, "quantile": rs[0]["quantile"], "threshold": rs[0]["threshold"],
+             "episodes": len(rs), "falls": int(sum(r["fell"] for r in rs))}
+        for key in ("fell", "steps", "distance", "progress", "model_mse", "seconds_per_action", "g_mean",
+                    "infeasible_plans"):
+            t[key] = float(np.mean([r[key] for r in rs]))
+        t["falls_per_episode"] = t.pop("fell")
+        if "real_feasible_fraction" in rs[0]:
+            t["real_feasible_fraction"] = float(np.mean([r["real_feasible_fraction"] for r in rs]))
+        table.append(t)
+    base = next((t["seconds_per_action"] for t in table if t["method"] == "none"), None)
+    for t in table:
+        t["overhead_vs_none"] = None if base is None else t["seconds_per_action"] / base - 1.0
     return table
 
 
-def plot(table: list[dict], path: Path) -> None:
+def markdown(table: list[dict]) -> str:
+    lines = ["| controller | threshold | c | falls / episode | steps survived | progress to target (m) | "
+             "final distance (m) | executed (s,a) with cost <= c | s / action | overhead |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        c = "-" if t["threshold"] is None else f"{t['threshold']:.1f}"
+        feas = f"{t['real_feasible_fraction']:.2f}" if "real_feasible_fraction" in t else "-"
+        ov = "-" if t["overhead_vs_none"] is None else f"{t['overhead_vs_none']:+.0%}"
+        lines.append(f"| {t['method']} | {t['label']} | {c} | {t['falls']}/{t['episodes']} | {t['steps']:.0f} | "
+                     f"{t['progress']:+.3f} | {t['distance']:.2f} | {feas} | {t['seconds_per_action']:.3f} | {ov} |")
+    return "\n".join(lines)
+
+
+def plot(table: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, label in zip(axes, ["falls_per_episode", "distance", "model_mse"],
-                              ["falls per episode", "final distance to target", "model MSE along trajectory"]):
-        for m, style in [("ldm", "o-"), ("greedy", "s--")]:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for ax, key, label in zip(axes, ["falls_per_episode", "progress"],
+                              ["falls per episode", "progress toward the target x (m)"]):
+        for m, style in [("ldm", "o-"), ("greedy", "s--"), ("ldm-wrap", "^")]:
             rs = [t for t in table if t["method"] == m]
-            ax.plot([t["quantile"] for t in rs], [t[key] for t in rs], style, label=m)
+            if rs:
+                ax.plot([t["label"] for t in rs], [t[key] for t in rs], style, label=m)
         for m, c in [("none", "k"), ("disagreement", "C3")]:
             rs = [t for t in table if t["method"] == m]
             if rs:
                 ax.axhline(rs[0][key], color=c, ls=":", label=m)
-        ax.set_xlabel("threshold c (quantile q of G on the data)")
+        ax.set_xlabel("threshold c (quantile of G / E on the data; max+k: past the data) - looser to the right")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.suptitle("Hopper-v5: MPC to a target x with density constraints (looser threshold to the right)")
+    axes[0].set_ylim(-0.05, 1.05)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     print(f"wrote {path}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU-sized settings (< 20 min on 2 cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, models and planning")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--out", default=None, help="output folder (default results/hopper_ldm)")
+    p.add_argument("--seeds", type=int, default=None, help="evaluation seeds per row (x targets = episodes)")
+    p.add_argument("--cache", default=None,
+                   help="folder for the data and models: loaded when present, else fitted and saved there")
+    p.add_argument("--merge", nargs="+", default=None,
+                   help="only merge the rows of these hopper_ldm.json files (runs split by --methods) into one table")
+    p.add_argument("--no-overhead", action="store_true", help="skip the alternating overhead measurement")
+    p.add_argument("--methods", nargs="+", default=["none", "greedy", "disagreement", "ldm", "wrap"],
+                   choices=["none", "greedy", "disagreement", "ldm", "wrap"], help="which controllers to compare")
+    a = p.parse_args(argv)
+    s = QUICK if a.quick or a.device in (None, "cpu") else FULL
+    if a.seeds is not None:
+        s = dataclasses.replace(s, seeds=a.seeds)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    device = torch.device(a.device) if a.device else torch.device("cpu")
+    out = out_dir("hopper_ldm", a.out)
+    if a.merge:
+        return merge(a.merge, out, s)
+    t_start = time.perf_counter()
+    cache = Path(a.cache) if a.cache else None
+    if cache is not None and (cache / "prep.json").is_file():
+        prep = load_prep(cache, device)
+    else:
+        prep = prepare(s, a.seed, device)
+        if cache is not None:
+            save_prep(prep, cache)
+    t_models = time.perf_counter() - t_start
+    overhead = None
+    if not a.no_overhead:
+        overhead = measure_overhead(s, prep, seed=a.seed)
+        print("planning time per action vs the plain planner (alternating calls):",
+              {k: f"{v:.2f}x" for k, v in overhead["ratio_vs_none"].items()})
+    rows = evaluate(s, prep, methods_for(s, prep, a.methods), a.seed)
+    table = summarise(rows)
+    md = markdown(table)
+    print("\n" + md)
+    res = {"settings": dataclasses.asdict(s), "machine": machine(), "rows": rows, "table": table,
+           "data": {"transitions": int(prep["data"]["obs"].shape[0]), "episodes": int(prep["data"]["fell"].size),
+                    "falls": int(prep["data"]["fell"].sum()), "ldm_transitions": prep["ldm_transitions"],
+                    "model_holdout_mse": prep["model_holdout_mse"]},
+           "thresholds": {k: v[2] for k, v in prep["thresholds"].items()},
+           "greedy_thresholds": {k: v[2] for k, v in prep["greedy"].items()},
+           "overhead": overhead, "seconds_models": t_models, "seconds": time.perf_counter() - t_start,
+           "paper": "Kang et al. 2022, Hopper: too loose a threshold falls, the right one reaches the target, too "
+                    "tight stands still; LDM better than a single-step density constraint and ensemble variance."}
+    write_json(out / "hopper_ldm.json", res)
+    (out / "hopper_ldm.md").write_text(md + "\n")
+    plot(table, out / "hopper_ldm.png", f"Hopper-v5 MPC to x = {s.targets} with density constraints "
+                                         f"({len(s.targets) * s.seeds} episodes per point)")
+    print(f"total {res['seconds']:.0f} s (models {t_models:.0f} s)")
+    return res
+
+
+def merge(paths: list[str], out: Path, s: Settings) -> dict:
+    """One table, JSON and figure from runs that split the methods between processes (``--methods``)."""
+    import json
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    order = ["none", "disagreement", "greedy", "ldm", "ldm-wrap"]
+    rows = sorted((r for run in runs for r in run["rows"]), key=lambda r: order.index(r["method"]))
+    table = summarise(rows)
+    md = markdown(table)
+    print("\n" + md)
+    res = {**runs[0], "rows": rows, "table": table, "merged_from": paths,
+           "overhead": next((r["overhead"] for r in runs if r.get("overhead")), None),
+           "seconds": sum(r["seconds"] for r in runs)}
+    write_json(out / "hopper_ldm.json", res)
+    (out / "hopper_ldm.md").write_text(md + "\n")
+    plot(table, out / "hopper_ldm.png", f"Hopper-v5 MPC to x = {s.targets} with density constraints "
+                                         f"({len(s.targets) * s.seeds} episodes per point)")
+    return res
 
 
 if __name__ == "__main__":

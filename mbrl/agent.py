@@ -11,8 +11,12 @@ Constraints (design.md, "Contracts"): the optimiser ranks feasible candidates fi
 return a *mean* of candidates, and the mean of feasible candidates need not be feasible (the feasible set is
 not convex). So with constraints the agent scores the optimiser's plan once more and executes it only if it
 is feasible; otherwise it executes the best-ranked sample of the call (``optimizer.last_best``) when that
-one is feasible, and when no sampled candidate was feasible the least-violating of the two. ``stats`` counts
-what happened (``plans``, ``replaced_by_best``, ``infeasible``) instead of warning at every step.
+one is feasible. When no sampled plan was feasible and every constraint applies at the current state (e.g. the
+LDM), the plan's first action is projected onto the feasible set: ``projection_samples`` actions are drawn at
+the real state and the feasible one nearest to the planned action is executed (the LDM paper's acting rule:
+sample actions at the current state, keep those with ``G <= c``). Only when none of those is feasible either
+does the least-violating action go out. ``stats`` counts what happened (``plans``, ``replaced_by_best``,
+``projected``, ``infeasible``) instead of warning at every step.
 
 Safety: inputs are validated (``ValueError`` naming the argument), and the returned actions are always
 finite and within the bounds, even when the model diverges (NaN rollouts rank last; a non-finite plan
@@ -32,7 +36,7 @@ from mbrl.contracts import Constraint, DynamicsModel, RewardShaper, TrajectoryOp
 from mbrl.planning import CEM
 from mbrl.planning.base import check_int
 from mbrl.planning.selection import FEASIBLE, candidate_class
-from mbrl.rollout import PROPAGATIONS, cast_model, constraint_placement, rollout
+from mbrl.rollout import PROPAGATIONS, cast_model, constraint_placement, current_violation, rollout
 from mbrl.util.seeding import make_generator
 from mbrl.util.validation import as_tensor
 
@@ -60,6 +64,9 @@ class MPCAgent:
         device: where planning runs (default: the model's device, else CPU). A model elsewhere is copied.
         seed: seeds the agent's generator (every optimiser sample and model draw).
         replan_every: execute this many actions of a plan before replanning (1 = PETS).
+        projection_samples: with constraints that apply at the current state only (e.g. the LDM), actions
+            sampled at the real state to project an infeasible plan's first action onto the feasible set when
+            no sampled plan was feasible (0: off). One batched constraint evaluation, no rollout.
         cuda_graphs: on CUDA, capture each rollout shape once in a CUDA graph and replay it (default: on
             for CUDA). Falls back to eager planning, with a warning, when capture is impossible.
     """
@@ -82,6 +89,7 @@ class MPCAgent:
         seed: int = 0,
         replan_every: int = 1,
         cuda_graphs: bool | None = None,
+        projection_samples: int = 2048,
     ) -> None:
         if not isinstance(model, DynamicsModel):
             missing = [a for a in ("ensemble_size", "obs_dim", "act_dim", "predict") if not hasattr(model, a)]
@@ -135,9 +143,10 @@ class MPCAgent:
         #: counters over the agent's life: ``plans`` made, plans whose executed action was ``replaced_by_best``
         #: (the optimiser's mean was infeasible, a sampled candidate was not), and ``infeasible`` plans (no
         #: sampled candidate satisfied the constraints; the least-violating one was executed)
-        self.stats = {"plans": 0, "replaced_by_best": 0, "infeasible": 0}
+        self.stats = {"plans": 0, "replaced_by_best": 0, "projected": 0, "infeasible": 0}
         self.seed = seed
         self._generator = make_generator(seed, self.device)
+        self.projection_samples = check_int("projection_samples", projection_samples, 0)
         self._use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         if self._use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
@@ -280,7 +289,14 @@ class MPCAgent:
         cands = [plan]
         if best is not None and tuple(best[0].shape) == tuple(plan.shape):
             cands.append(best[0].to(plan.device, plan.dtype))
-        ret, viol = self._objective(obs)(torch.stack(cands, 1))                 # [B, k]
+        stacked = torch.stack(cands, 1)                                          # [B, k, H, A]
+        if all(constraint_placement(c) == "current" for c in self.constraints):
+            # feasibility is a property of the real state and the first action: no rollout needed
+            current = [(c, float(c.threshold)) for c in self.constraints]
+            viol = current_violation(current, obs.to(self.dtype), stacked.to(self.dtype), torch.float32)
+            ret = torch.zeros_like(viol)
+        else:
+            ret, viol = self._objective(obs)(stacked)                            # [B, k]
         cls = candidate_class(ret.float(), viol.float())
         feasible = cls == FEASIBLE
         use_best = ~feasible[:, 0]
@@ -292,8 +308,38 @@ class MPCAgent:
             use_best &= False
         chosen = torch.where(use_best, feasible[:, -1], feasible[:, 0])
         self.stats["replaced_by_best"] += int((use_best & chosen).sum())
+        if self.projection_samples and not bool(chosen.all()) and all(
+                constraint_placement(c) == "current" for c in self.constraints):
+            plan, chosen = self._project_first_action(obs, plan, chosen)
         self.stats["infeasible"] += int((~chosen).sum())
         return plan
+
+    def _project_first_action(self, obs: torch.Tensor, plan: torch.Tensor, ok: torch.Tensor):
+        """Where no sampled plan is feasible, replace its first action by the nearest feasible one among
+        ``projection_samples`` actions at the real state (half uniform in the box, half Gaussian around the
+        planned action, std 1/8 of the box): the LDM paper's acting rule (sample actions at the current state,
+        keep those with ``G <= c``) as a projection of the planner's choice. Counted in ``stats["projected"]``.
+        Returns ``(plan, feasible[B])``."""
+        B, K, A = plan.shape[0], self.projection_samples, self.act_dim
+        lo, hi = self.action_low, self.action_high
+        u = torch.rand(B, K // 2, A, generator=self._generator, device=self.device)
+        g = torch.randn(B, K - K // 2, A, generator=self._generator, device=self.device)
+        a0 = plan[:, 0]
+        cand = torch.cat([lo + u * (hi - lo), a0[:, None] + g * (hi - lo) / 8], 1)
+        cand = torch.minimum(torch.maximum(cand, lo), hi)                         # [B, K, A]
+        current = [(c, float(c.threshold)) for c in self.constraints]
+        viol = current_violation(current, obs.to(self.dtype), cand[:, :, None].to(self.dtype), torch.float32)
+        viol = torch.nan_to_num(viol, nan=torch.inf)
+        dist = (cand - a0[:, None]).square().sum(-1)
+        feas = viol <= 0
+        key = torch.where(feas.any(1, keepdim=True), torch.where(feas, dist, torch.inf), viol)
+        pick = cand.gather(1, key.argmin(1)[:, None, None].expand(B, 1, A))[:, 0]
+        new_ok = feas.any(1)
+        use = ~ok
+        self.stats["projected"] += int((use & new_ok).sum())
+        plan = plan.clone()
+        plan[:, 0] = torch.where(use[:, None], pick, a0)
+        return plan, ok | new_ok
 
     def plan(self, obs) -> torch.Tensor:
         """Plan from ``obs`` (``[O]`` or ``[B, O]``) and return the whole sequence ``[H, A]`` / ``[B, H, A]``.

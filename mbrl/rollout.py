@@ -46,7 +46,7 @@ import torch
 
 from mbrl.util.validation import as_tensor
 
-__all__ = ["PLACEMENTS", "PROPAGATIONS", "cast_model", "constraint_placement", "rollout"]
+__all__ = ["PLACEMENTS", "PROPAGATIONS", "cast_model", "constraint_placement", "current_violation", "rollout"]
 
 PROPAGATIONS = ("ts_inf", "ts_1", "expectation")
 PLACEMENTS = ("current", "imagined")
@@ -132,7 +132,7 @@ def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead):
     return torch.broadcast_to(r, lead)
 
 
-def _current_violation(current, obs0, actions, acc):
+def current_violation(current, obs0, actions, acc):
     """``sum_c relu(cost_c(s_0, a_0) - threshold_c)`` on the real start state and each candidate's first action:
     ``obs0[B, O]``, ``actions[B, N, H, A]`` -> ``[B, N]`` (one call per constraint, no model in the loop)."""
     B, N = actions.shape[:2]
@@ -233,5 +233,5 @@ def rollout(
     total = torch.where(bad, torch.nan, total)
     if propagation == "ts_inf":
         total, viol = _slots_to_rows(total, slot_rows, valid, R), _slots_to_rows(viol, slot_rows, valid, R)
-    current_viol = _current_violation(current, obs0.to(run), actions.to(run), acc)
+    current_viol = current_violation(current, obs0.to(run), actions.to(run), acc)
     return total.view(B, N, P).mean(-1), viol.view(B, N, P).mean(-1) + current_viol

@@ -179,3 +179,20 @@ def test_agent_rejects_a_model_and_task_of_different_observation_sizes():
         return torch.tensor(1.0)
     with pytest.raises(ValueError, match="reward_fn"):
         MPCAgent(point_model(), scalar_reward, None, -np.ones(2), np.ones(2), horizon=2)
+
+
+def test_infeasible_plan_is_projected_onto_a_small_feasible_set_at_the_current_state():
+    """A feasible set the optimiser's few samples miss (a ball of radius 0.1 around (0.9, -0.9)): the agent
+    samples actions at the real state and executes the feasible one nearest to its plan (the LDM acting rule)."""
+    target = torch.tensor([0.9, -0.9])
+    con = Spy(lambda o, a: (a - target).norm(dim=-1), 0.1, "current")
+    agent = MPCAgent(point_model(), indifferent_to_a0, None, -np.ones(2), np.ones(2), optimizer=CEM(8, 2, 1),
+                     horizon=2, particles=1, constraints=[con], seed=0)
+    for _ in range(3):
+        a = agent.act(np.zeros(2, dtype=np.float32))
+        assert float(torch.norm(torch.as_tensor(a) - target)) <= 0.1 + 1e-6
+    assert agent.stats["projected"] >= 1 and agent.stats["infeasible"] == 0
+    off = MPCAgent(point_model(), indifferent_to_a0, None, -np.ones(2), np.ones(2), optimizer=CEM(8, 2, 1),
+                   horizon=2, particles=1, constraints=[con], seed=0, projection_samples=0)
+    off.act(np.zeros(2, dtype=np.float32))
+    assert off.stats["infeasible"] == 1 and off.stats["projected"] == 0
