@@ -62,7 +62,8 @@ class Settings:
     gait_steps: int = 400
     model_hidden: tuple[int, ...] = (128, 128, 128)
     model_epochs: int = 25
-    ldm_steps: int = 1000
+    ldm_steps: int = 4000
+    ldm_tau: float = 0.05
     ldm_components: int = 16
     drop_before_fall: int = 10
     population: int = 64
@@ -120,7 +121,8 @@ def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
     o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
     density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
     ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high, density=density,
-                               steps=s.ldm_steps, obs_indices=range(1, task.obs_dim), device=device, seed=seed)
+                               steps=s.ldm_steps, tau=s.ldm_tau, obs_indices=range(1, task.obs_dim), device=device,
+                               seed=seed)
     ldm.fit(o, a, o2, progress=progress)
     with torch.no_grad():
         g_data = ldm.value(o, a).cpu().numpy()
