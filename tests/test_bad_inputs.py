@@ -257,10 +257,9 @@ add("ProbabilisticEnsemble(np.int64 sizes)",
                                                        hidden=(np.int64(4),)), OK)
 for k, v in {"nan": NAN, "inf": INF, "0": 0, "true": True}.items():
     add(f"ensemble.fit(epochs={k})", lambda c, v=v: c.model.fit(c.buffer, epochs=v, progress=False), err("epochs"))
-add("ensemble.fit(epochs=2.7)", lambda c: c.model.fit(c.buffer, epochs=2.7, progress=False), err("epochs"),
-    owner="mbrl/models/ensemble.py: fit runs int(2.7) = 2 epochs (use mbrl.util.validation.check_int)")
+add("ensemble.fit(epochs=2.7)", lambda c: c.model.fit(c.buffer, epochs=2.7, progress=False), err("epochs"))
 add("ensemble.fit(batch_size=2.5)", lambda c: c.model.fit(c.buffer, epochs=1, batch_size=2.5, progress=False),
-    err("batch_size"), owner="mbrl/models/ensemble.py: batch_size=2.5 is truncated to 2")
+    err("batch_size"))
 add("ensemble.fit(holdout=1.5)", lambda c: c.model.fit(c.buffer, epochs=1, holdout=1.5, progress=False), err("holdout"))
 add("ensemble.fit(np.int64 epochs)", lambda c: c.model.fit(c.buffer, epochs=np.int64(1), progress=False), OK)
 add("ensemble.predict(NaN obs)", lambda c: c.model.predict(torch.full((3, 2), NAN), torch.zeros(3, 1)), err("obs"),
@@ -326,7 +325,7 @@ add("make_task(ctrl_cost_weight=inf)", lambda c: __import__("mbrl").make_task("H
 add("make_task(healthy_z_range=(0.5, inf))",
     lambda c: __import__("mbrl").make_task("Hopper-v5", healthy_z_range=(0.5, INF)), OK)
 add("make_task(max_episode_steps=2.5)", lambda c: __import__("mbrl").make_task("Hopper-v5", max_episode_steps=2.5),
-    err("max_episode_steps"), owner="mbrl/tasks: max_episode_steps=2.5 accepted (an integer option)")
+    err("max_episode_steps"))
 add("make_task(max_episode_steps=np.int64)",
     lambda c: __import__("mbrl").make_task("Hopper-v5", max_episode_steps=np.int64(5)), OK)
 add("task.reward_fn(11-D obs)", lambda c: c.hopper.reward_fn(torch.zeros(2, 11), torch.zeros(2, 3),
@@ -347,22 +346,19 @@ add("solve_tabular(gamma=inf)", lambda c: __import__("safe_density").solve_tabul
 add("solve_tabular(float64 energy, np.int64 next_state)", lambda c: __import__("safe_density").solve_tabular(
     np.zeros((2, 2)), np.array([[0, 1], [1, 0]], np.int64)), OK)
 add("LyapunovDensityModel(np.int64 dims)", lambda c: __import__("safe_density").LyapunovDensityModel(
-    np.int64(2), np.int64(1), [-1.0], [1.0]), OK,
-    owner="safe_density/ldm/learned.py: obs_dim=np.int64(2) rejected as 'not a positive int'")
+    np.int64(2), np.int64(1), [-1.0], [1.0]), OK)
 add("LyapunovDensityModel(steps=2.7)", lambda c: __import__("safe_density").LyapunovDensityModel(
     2, 1, [-1.0], [1.0], steps=2.7),
-    err("steps"), owner="safe_density/ldm/learned.py: LDMConfig runs int(2.7) = 2 steps")
+    err("steps"))
 add("LyapunovDensityModel(gamma=inf)", lambda c: c.fresh_ldm(gamma=INF), err("gamma"))
 add("LyapunovDensityModel(action_low > high)", lambda c: c.ldm.__class__(2, 1, [1.0], [-1.0]), err("action_low"))
 add("ldm.fit(terminated=2)", lambda c: c.fresh_ldm().fit(c.obs, c.act, c.nxt, terminated=np.full(60, 2),
-                                                         progress=False), err("terminated"),
-    owner="safe_density/ldm/learned.py: terminated=2 read as True (use mbrl.util.validation.as_flags)")
+                                                         progress=False), err("terminated"))
 add("ldm.fit(steps=2.7)", lambda c: c.fresh_ldm().fit(c.obs, c.act, c.nxt, steps=2.7, progress=False), err("steps"))
 add("ldm.fit(steps=nan)", lambda c: c.fresh_ldm().fit(c.obs, c.act, c.nxt, steps=NAN, progress=False), err("steps"))
 add("ldm.fit(NaN obs)", lambda c: c.fresh_ldm().fit(np.full((60, 2), NAN), c.act, c.nxt, progress=False), err("obs"))
 add("ldm.fit(actions 1e30 outside the box)",
-    lambda c: c.fresh_ldm().fit(c.obs, c.act * 1e30, c.nxt, steps=2, progress=False), err("act"),
-    owner="safe_density/ldm/learned.py: actions far outside the action box are accepted and G becomes NaN")
+    lambda c: c.fresh_ldm().fit(c.obs, c.act * 1e30, c.nxt, steps=2, progress=False), err("act"))
 add("ldm.value(3-D obs)", lambda c: c.ldm.value(torch.zeros(3, 3), torch.zeros(3, 1)), err("obs"))
 add("ldm.value(requires grad, float64, 20k rows)",
     lambda c: c.ldm.value(_grad(20_000, 2, dtype=torch.float64), torch.zeros(20_000, 1, dtype=torch.float64)),
@@ -375,11 +371,9 @@ add("ldm.constraint(np.float64)", lambda c: c.ldm.constraint(np.float64(1.0)), O
 add("DensityConstrainedController(method='magic')", lambda c: __import__("safe_density")
     .DensityConstrainedController(lambda s: np.zeros(1), c.ldm, threshold=1.0, method="magic"), err("method"))
 add("DensityConstrainedController(n_samples=2.5)", lambda c: __import__("safe_density")
-    .DensityConstrainedController(lambda s: np.zeros(1), c.ldm, threshold=1.0, n_samples=2.5), err("n_samples"),
-    owner="safe_density/ldm/controller.py: n_samples=2.5 accepted")
+    .DensityConstrainedController(lambda s: np.zeros(1), c.ldm, threshold=1.0, n_samples=2.5), err("n_samples"))
 add("controller(obs requiring grad)", lambda c: __import__("safe_density").DensityConstrainedController(
-    lambda s: np.zeros(1), c.ldm, threshold=1.0)(_grad(2)), OK,
-    owner="safe_density/ldm/controller.py: RuntimeError 'Can't call numpy() on Tensor that requires grad'")
+    lambda s: np.zeros(1), c.ldm, threshold=1.0)(_grad(2)), OK)
 
 
 def _ldm_crash_mid_save(c):
@@ -432,9 +426,7 @@ for cls, p in (("GaussianKDE", "chunk_size"), ("GaussianKDE", "max_points"), ("G
                ("GaussianMixtureDensity", "n_components")):
     for k in ("2.7", "nan", "inf", "true", "str"):
         add(f"{cls}({p}={k})", lambda c, cls=cls, p=p, v=BAD_COUNTS[k]: getattr(
-            __import__("safe_density.density", fromlist=["x"]), cls)(**{p: v}), err(p),
-            owner=f"safe_density/density: {p} goes through int() (2.7 -> 2, True -> 1, '5' -> 5, NaN/inf -> "
-                  "an error that does not name it)")
+            __import__("safe_density.density", fromlist=["x"]), cls)(**{p: v}), err(p))
 add("GaussianMixtureDensity(np.int64(2)).fit(float64)", lambda c: __import__(
     "safe_density.density", fromlist=["x"]).GaussianMixtureDensity(np.int64(2)).fit(np.random.default_rng(0)
                                                                                      .normal(size=(50, 3))), OK)

@@ -432,12 +432,12 @@ class ProbabilisticEnsemble(nn.Module):
         """
         obs, act, next_obs = self._unpack(data)
         seed = check_seed("seed", seed)
-        epochs = int(check_threshold("epochs", epochs, low=1, high=1e9))
-        batch_size = int(check_threshold("batch_size", batch_size, low=1, high=1e12))
+        epochs = check_int("epochs", epochs, low=1, high=10**9)
+        batch_size = check_int("batch_size", batch_size, low=1, high=10**12)
         lr = check_threshold("lr", lr, low=0.0, high=1e6, inclusive=False)
         holdout = check_threshold("holdout", holdout, low=0.0, high=1.0, inclusive=True)
-        patience = int(check_threshold("patience", patience, low=1, high=1e9))
-        max_holdout = int(check_threshold("max_holdout", max_holdout, low=0, high=1e12))
+        patience = check_int("patience", patience, low=1, high=10**9)
+        max_holdout = check_int("max_holdout", max_holdout, low=0, high=10**12)
 
         dev, dtype = self.max_logvar.device, self.max_logvar.dtype
         N, E = obs.shape[0], self.ensemble_size

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.util.validation import as_tensor, check_int, check_threshold
 
 __all__ = ["Task", "TransitionFn", "batched_transition_fn", "check_transition", "make_gym_task"]
 
@@ -194,6 +194,8 @@ def make_gym_task(
     max_steps = options.pop("max_episode_steps", None)
     if max_steps is None:
         max_steps = gym.spec(name).max_episode_steps
+    else:
+        max_steps = check_int("max_episode_steps", max_steps, low=1, high=2**31 - 1)
     for key, value in forced.items():
         if key in options and options[key] != value:
             raise ValueError(f"option {key} must be {value!r} for task {name} (its reward needs it)")

@@ -18,7 +18,7 @@ import torch
 
 from mbrl.util.seeding import make_generator
 from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import check_threshold
+from mbrl.util.validation import check_int, check_threshold
 from safe_density.density.base import DensityBase
 
 __all__ = ["GaussianMixtureDensity"]
@@ -62,17 +62,12 @@ class GaussianMixtureDensity(DensityBase):
         seed: int | None = 0,
     ) -> None:
         super().__init__(device=device, dtype=dtype, seed=seed)
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be >= 1, got {n_components}")
-        if int(max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.n_components = int(n_components)
-        self.max_iter = int(max_iter)
+        self.n_components = check_int("n_components", n_components, low=1, high=2**31 - 1)
+        self.max_iter = check_int("max_iter", max_iter, low=1, high=10**7)
+        chunk_size = check_int("chunk_size", chunk_size, low=1, high=2**31 - 1)
         self.tol = check_threshold("tol", tol, low=0.0)
         self.reg_covar = check_threshold("reg_covar", reg_covar, low=0.0)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = chunk_size
         self.weights: torch.Tensor | None = None
         self.means: torch.Tensor | None = None
         self.chol: torch.Tensor | None = None

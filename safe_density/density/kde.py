@@ -19,7 +19,7 @@ import torch
 
 from mbrl.util.seeding import make_generator
 from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import check_threshold
+from mbrl.util.validation import check_int, check_threshold
 from safe_density.density.base import DensityBase
 
 __all__ = ["GaussianKDE", "kde_bandwidth"]
@@ -61,13 +61,9 @@ class GaussianKDE(DensityBase):
             kde_bandwidth(bandwidth, 1, 1)
         elif bandwidth not in ("scott", "silverman"):
             raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float, got {bandwidth!r}")
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if max_points is not None and int(max_points) < 1:
-            raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
         self.bandwidth = bandwidth
-        self.chunk_size = int(chunk_size)
-        self.max_points = None if max_points is None else int(max_points)
+        self.chunk_size = check_int("chunk_size", chunk_size, low=1, high=2**31 - 1)
+        self.max_points = None if max_points is None else check_int("max_points", max_points, low=1, high=2**62)
         self.points: torch.Tensor | None = None
         self.h: float | None = None
 

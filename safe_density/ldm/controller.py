@@ -30,7 +30,7 @@ import torch
 
 from mbrl.contracts import as_controller
 from mbrl.util.seeding import make_generator
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.util.validation import as_tensor, check_int, check_threshold
 
 __all__ = ["DensityConstrainedActionWrapper", "DensityConstrainedController"]
 
@@ -98,13 +98,9 @@ class DensityConstrainedController:
                 raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
                                  "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
         self.threshold = check_threshold("threshold", threshold)
-        if int(n_samples) < 2:
-            raise ValueError(f"n_samples must be >= 2, got {n_samples}")
-        if int(qp_iters) < 1:
-            raise ValueError(f"qp_iters must be >= 1, got {qp_iters}")
-        if int(refine_rounds) < 0:
-            raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
-        self.refine_rounds = int(refine_rounds)
+        n_samples = check_int("n_samples", n_samples, low=2, high=2**31 - 1)
+        qp_iters = check_int("qp_iters", qp_iters, low=1, high=10**6)
+        self.refine_rounds = check_int("refine_rounds", refine_rounds, low=0, high=10**6)
         self.controller, self.ldm, self.method = controller, ldm, method
         self.n_samples, self.qp_iters, self.warn = int(n_samples), int(qp_iters), bool(warn)
         self.controller_batched = controller_batched
@@ -181,7 +177,7 @@ class DensityConstrainedController:
 
     def __call__(self, obs) -> np.ndarray:
         """``obs[O]`` or ``obs[B, O]`` -> filtered action ``[A]`` or ``[B, A]`` (numpy)."""
-        obs_np = as_tensor("obs", obs, dtype=torch.float64, device="cpu", nonempty=True).numpy()
+        obs_np = as_tensor("obs", obs, dtype=torch.float64, device="cpu", nonempty=True, detach=True).numpy()
         if obs_np.ndim not in (1, 2) or obs_np.shape[-1] == 0:
             raise ValueError(f"obs must have shape (O,) or (B, O), got {obs_np.shape}")
         if self.obs_dim is not None and obs_np.shape[-1] != self.obs_dim:

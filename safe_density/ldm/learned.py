@@ -39,7 +39,7 @@ from torch import nn
 
 from mbrl.util.seeding import make_generator
 from mbrl.util.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.util.validation import as_flags, as_tensor, check_int, check_threshold
 
 __all__ = ["LDMConfig", "LDMConstraint", "LyapunovDensityModel"]
 
@@ -72,10 +72,8 @@ class LDMConfig:
         if g == 0.0:
             raise ValueError("gamma must lie in (0, 1], got 0.0")
         for name in ("n_action_samples", "cem_elites", "steps", "batch_size", "density_components", "pool_refresh"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.cem_steps) < 0:
-            raise ValueError(f"cem_steps must be >= 0, got {self.cem_steps}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low=1, high=2**31 - 1))
+        object.__setattr__(self, "cem_steps", check_int("cem_steps", self.cem_steps, low=0, high=10**6))
         if int(self.cem_elites) > int(self.n_action_samples):
             raise ValueError(
                 f"cem_elites ({self.cem_elites}) must be <= n_action_samples ({self.n_action_samples})"
@@ -209,9 +207,8 @@ class LyapunovDensityModel:
         dtype: torch.dtype = torch.float32,
         seed: int | None = 0,
     ) -> None:
-        for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        obs_dim = check_int("obs_dim", obs_dim, low=1, high=2**31 - 1)
+        act_dim = check_int("act_dim", act_dim, low=1, high=2**31 - 1)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -422,10 +419,9 @@ class LyapunovDensityModel:
         the argument)."""
         cfg = self.config
         o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
-        if not isinstance(steps, (type(None), int)) or isinstance(steps, bool):
-            raise ValueError(f"steps must be an integer, got {steps!r}")
-        if not isinstance(batch_size, (type(None), int)) or isinstance(batch_size, bool):
-            raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
+        steps = cfg.steps if steps is None else check_int("steps", steps, low=0, high=2**31 - 1)
+        batch_size = cfg.batch_size if batch_size is None else check_int("batch_size", batch_size, low=1,
+                                                                       high=2**31 - 1)
         if o.ndim != 2 or o.shape[1] != self.obs_dim:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")
         n = o.shape[0]
@@ -438,16 +434,11 @@ class LyapunovDensityModel:
         if terminated is None:
             done = torch.zeros(n, dtype=torch.bool, device=self.device)
         else:
-            done = as_tensor("terminated", terminated, dtype=self.dtype, device=self.device).reshape(-1)
-            if done.shape[0] != n:
-                raise ValueError(f"terminated must have {n} entries, got {done.shape[0]}")
-            done = done != 0
-        steps = cfg.steps if steps is None else int(steps)
-        batch_size = cfg.batch_size if batch_size is None else int(batch_size)
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            done = as_flags("terminated", terminated, n, device=self.device)
+        span = self.action_high - self.action_low
+        if bool(((a < self.action_low - 0.01 * span) | (a > self.action_high + 0.01 * span)).any()):
+            raise ValueError(f"act must lie within the action box [action_low, action_high] (1 % slack), got values "
+                             f"in [{float(a.min()):.3g}, {float(a.max()):.3g}]")
 
         return o, a, o2, done, steps, batch_size
 
