@@ -83,10 +83,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(d: Path) -> None:
-    """Flush a directory entry (the renames) to disk; a no-op where directories cannot be opened."""
+def _fsync_path(p: str | os.PathLike) -> None:
+    """Flush a file or directory entry to disk; a no-op where it cannot be opened or synced."""
     try:
-        fd = os.open(d, os.O_RDONLY)
+        fd = os.open(p, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -95,6 +95,11 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _fsync_dir(d: Path) -> None:
+    """Flush a directory entry (the renames) to disk."""
+    _fsync_path(d)
 
 
 def _remove(p: Path) -> None:
@@ -176,16 +181,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
 def _fsync_tree(d: Path) -> None:
     for root, _, files in os.walk(d):
         for f in files:
-            try:
-                fd = os.open(os.path.join(root, f), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _fsync_path(os.path.join(root, f))
 
 
 @contextlib.contextmanager
