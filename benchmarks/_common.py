@@ -29,7 +29,7 @@ def machine() -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    from mbrl.util.serialization import atomic_write_text
+    from mbrl.common.serialization import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1, default=float))
     print(f"wrote {path}")

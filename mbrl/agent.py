@@ -32,17 +32,32 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from mbrl.common.action_box import ActionBox
+from mbrl.common.seeding import make_generator
+from mbrl.common.validation import INT_MAX, as_tensor, check_int
 from mbrl.contracts import Constraint, DynamicsModel, RewardShaper, TrajectoryOptimizer
 from mbrl.planning import CEM
-from mbrl.planning.base import check_int
 from mbrl.planning.selection import FEASIBLE, candidate_class
 from mbrl.rollout import PROPAGATIONS, cast_model, constraint_placement, current_violation, rollout
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import as_tensor
 
 __all__ = ["MPCAgent"]
 
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _check_plugins(constraints: Sequence[Constraint], reward_shapers: Sequence[RewardShaper]):
+    """Validate the plug-ins once, at construction (the hot path never re-checks them)."""
+    for i, c in enumerate(constraints):
+        if not isinstance(c, Constraint):
+            raise ValueError(f"constraints[{i}] must be a Constraint (mbrl.contracts): 'cost' and 'threshold'")
+        try:
+            constraint_placement(c)
+        except ValueError as exc:
+            raise ValueError(f"constraints[{i}]: {exc}") from None
+    for i, s in enumerate(reward_shapers):
+        if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
+            raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace'")
+    return tuple(constraints), tuple(reward_shapers)
 
 
 class MPCAgent:
@@ -53,7 +68,8 @@ class MPCAgent:
             :func:`mbrl.rollout.rollout`), e.g. :class:`mbrl.models.ProbabilisticEnsemble`.
         reward_fn, termination_fn: batched task functions ``(obs, act, next_obs) -> [...]``
             (``termination_fn`` may be None).
-        action_low, action_high: ``[A]`` finite action bounds.
+        action_low, action_high: ``[A]`` finite action bounds, ``low <= high`` (or an
+            :class:`~mbrl.common.ActionBox` as ``action_low`` and ``None``); kept as ``action_box``.
         optimizer: a trajectory optimiser (default ``CEM(500, 50, 5, 0.1)``); its state is reset by
             :meth:`reset`.
         horizon: planning horizon ``H``; particles: particles per candidate; propagation: ``"ts_inf"``,
@@ -98,9 +114,9 @@ class MPCAgent:
             raise ValueError("reward_fn must be callable")
         if termination_fn is not None and not callable(termination_fn):
             raise ValueError("termination_fn must be callable or None")
-        self.horizon = check_int("horizon", horizon, 1)
-        self.particles = check_int("particles", particles, 1)
-        self.replan_every = check_int("replan_every", replan_every, 1)
+        self.horizon = check_int("horizon", horizon, low=1, high=INT_MAX)
+        self.particles = check_int("particles", particles, low=1, high=INT_MAX)
+        self.replan_every = check_int("replan_every", replan_every, low=1, high=INT_MAX)
         if self.replan_every > self.horizon:
             raise ValueError(f"replan_every must be <= horizon ({self.horizon}), got {replan_every}")
         if propagation not in PROPAGATIONS:
@@ -113,30 +129,13 @@ class MPCAgent:
             device = p.device if p is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.obs_dim, self.act_dim = int(model.obs_dim), int(model.act_dim)
-        low = as_tensor("action_low", action_low, dtype=torch.float32, device=self.device).reshape(-1)
-        high = as_tensor("action_high", action_high, dtype=torch.float32, device=self.device).reshape(-1)
-        for name, b in (("action_low", low), ("action_high", high)):
-            if b.shape != (self.act_dim,):
-                raise ValueError(f"{name} must have shape ({self.act_dim},), got {tuple(b.shape)}")
-        if bool((low > high).any()):
-            raise ValueError("action_low must be <= action_high element-wise")
-        self.action_low, self.action_high = low, high
+        self.action_box = ActionBox(action_low, action_high, self.act_dim, device=self.device)
+        self.action_low, self.action_high = self.action_box.low, self.action_box.high
         self.optimizer = optimizer if optimizer is not None else CEM(population=500, elites=50, iterations=5,
                                                                      alpha=0.1)
         if not isinstance(self.optimizer, TrajectoryOptimizer):
             raise ValueError(f"optimizer must have an optimize method, got {type(optimizer).__name__}")
-        for i, c in enumerate(constraints):
-            if not isinstance(c, Constraint):
-                raise ValueError(f"constraints[{i}] must be a Constraint (mbrl.contracts): 'cost' and 'threshold'")
-        for i, s in enumerate(reward_shapers):
-            if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
-                raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace'")
-        self.constraints, self.reward_shapers = tuple(constraints), tuple(reward_shapers)
-        for i, c in enumerate(self.constraints):
-            try:
-                constraint_placement(c)
-            except ValueError as exc:
-                raise ValueError(f"constraints[{i}]: {exc}") from None
+        self.constraints, self.reward_shapers = _check_plugins(constraints, reward_shapers)
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self._probe()
         self.model = model
@@ -146,7 +145,7 @@ class MPCAgent:
         self.stats = {"plans": 0, "replaced_by_best": 0, "projected": 0, "infeasible": 0}
         self.seed = seed
         self._generator = make_generator(seed, self.device)
-        self.projection_samples = check_int("projection_samples", projection_samples, 0)
+        self.projection_samples = check_int("projection_samples", projection_samples, low=0, high=INT_MAX)
         self._use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         if self._use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
@@ -193,7 +192,7 @@ class MPCAgent:
     @property
     def midpoint(self) -> torch.Tensor:
         """``[A]`` midpoint of the action bounds (warm-start padding)."""
-        return (self.action_low + self.action_high) / 2
+        return self.action_box.center
 
     # ------------------------------------------------------------------ planning
     def _obs(self, obs) -> tuple[torch.Tensor, bool]:
@@ -275,7 +274,7 @@ class MPCAgent:
         plan = self.optimizer.optimize(self._objective(obs), init, low=self.action_low, high=self.action_high,
                                        generator=self._generator)
         plan = torch.where(torch.isfinite(plan), plan.float(), mid)
-        plan = torch.minimum(torch.maximum(plan, self.action_low), self.action_high)
+        plan = self.action_box.project(plan)
         if self.constraints:
             plan = self._feasible(obs, plan)
         self.stats["plans"] += B
@@ -321,12 +320,11 @@ class MPCAgent:
         keep those with ``G <= c``) as a projection of the planner's choice. Counted in ``stats["projected"]``.
         Returns ``(plan, feasible[B])``."""
         B, K, A = plan.shape[0], self.projection_samples, self.act_dim
-        lo, hi = self.action_low, self.action_high
-        u = torch.rand(B, K // 2, A, generator=self._generator, device=self.device)
+        box = self.action_box
+        uniform = box.sample(B, K // 2, generator=self._generator)
         g = torch.randn(B, K - K // 2, A, generator=self._generator, device=self.device)
         a0 = plan[:, 0]
-        cand = torch.cat([lo + u * (hi - lo), a0[:, None] + g * (hi - lo) / 8], 1)
-        cand = torch.minimum(torch.maximum(cand, lo), hi)                         # [B, K, A]
+        cand = box.project(torch.cat([uniform, a0[:, None] + g * box.width / 8], 1))  # [B, K, A]
         current = [(c, float(c.threshold)) for c in self.constraints]
         viol = current_violation(current, obs.to(self.dtype), cand[:, :, None].to(self.dtype), torch.float32)
         viol = torch.nan_to_num(viol, nan=torch.inf)

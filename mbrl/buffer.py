@@ -3,7 +3,7 @@
 PETS (design.md, "PETS") refits its dynamics ensemble on every transition collected so far after each
 episode; :meth:`ReplayBuffer.all` returns them in insertion order and :meth:`ReplayBuffer.sample` draws
 seeded minibatches. Once ``capacity`` transitions are stored the oldest are overwritten. Checkpoints go
-through :mod:`mbrl.util.serialization` (safetensors + JSON, no pickle) and round-trip bit-exactly,
+through :mod:`mbrl.common.serialization` (safetensors + JSON, no pickle) and round-trip bit-exactly,
 including the ring position.
 """
 
@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import torch
 
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_flags, as_tensor, check_int
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import as_flags, as_tensor, check_int
 
 __all__ = ["Batch", "ReplayBuffer"]
 

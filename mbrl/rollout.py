@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from mbrl.util.validation import as_tensor
+from mbrl.common.validation import as_tensor
 
 __all__ = ["PLACEMENTS", "PROPAGATIONS", "cast_model", "constraint_placement", "current_violation", "rollout"]
 

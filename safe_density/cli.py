@@ -161,7 +161,7 @@ def _benchmarks_dir() -> Path:
 
 
 def _save_png(fig, path: Path) -> None:
-    from mbrl.util.serialization import atomic_write_bytes
+    from mbrl.common.serialization import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
@@ -199,7 +199,7 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     import torch
 
     from mbrl.buffer import ReplayBuffer
-    from mbrl.util.serialization import atomic_write_text
+    from mbrl.common.serialization import atomic_write_text
     from safe_density.density import FlowDensity, GaussianKDE, GaussianMixtureDensity
     from safe_density.ldm import LyapunovDensityModel
 
@@ -283,7 +283,7 @@ def _background(ex: np.ndarray, states: np.ndarray, n: int, seed: int) -> np.nda
 
 
 def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
-    from mbrl.util.serialization import atomic_write_bytes, atomic_write_text
+    from mbrl.common.serialization import atomic_write_bytes, atomic_write_text
     from safe_density.mural import MuralConfig, MuralReward
 
     ex = _load_array(args.examples, "--examples")

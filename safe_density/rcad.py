@@ -87,7 +87,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mbrl.util.validation import as_tensor, check_finite, check_threshold
+from mbrl.common.validation import as_tensor, check_finite, check_threshold
 
 __all__ = ["RCAD", "RCADDensity", "adversarial_inputs", "batch_step_size", "predictive_entropy", "rcad_loss"]
 

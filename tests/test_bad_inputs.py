@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mbrl.util.validation import as_flags, as_tensor, check_int, check_threshold
+from mbrl.common.validation import as_flags, as_tensor, check_int, check_threshold
 
 PROPS = settings(max_examples=40, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -152,7 +152,7 @@ def add(id: str, call: Callable, expect: Expect, owner: str | None = None) -> No
     CASES.append(Case(id, call, expect, owner))
 
 
-# --- the shared checks (mbrl.util.validation): one integer rule, finite thresholds, 0/1 flags
+# --- the shared checks (mbrl.common.validation): one integer rule, finite thresholds, 0/1 flags
 for k, v in BAD_COUNTS.items():
     add(f"check_int/{k}", lambda c, v=v: check_int("epochs", v, low=0), err("epochs"))
 for k, v in {"np.int64": np.int64(5), "np.int32": np.int32(5), "np.uint8": np.uint8(5), "0-d array": np.array(5),
@@ -178,9 +178,9 @@ for k, v in _FLAGS_OK.items():
 
 # --- seeding
 for k, v in {"2.5": 2.5, "nan": NAN, "true": True, "str": "0", "2**64": 2**64}.items():
-    add(f"make_generator(seed={k})", lambda c, v=v: __import__("mbrl.util.seeding", fromlist=["x"]).make_generator(v),
+    add(f"make_generator(seed={k})", lambda c, v=v: __import__("mbrl.common.seeding", fromlist=["x"]).make_generator(v),
         err("seed"))
-add("make_generator(np.int64 seed)", lambda c: __import__("mbrl.util.seeding", fromlist=["x"]).make_generator(
+add("make_generator(np.int64 seed)", lambda c: __import__("mbrl.common.seeding", fromlist=["x"]).make_generator(
     np.int64(3)), ok(lambda g: g.initial_seed() == 3))
 
 
@@ -188,7 +188,7 @@ def _seed_everything_restored(seed):
     """``seed_everything(seed)``, leaving the global generators as they were for the rest of the suite."""
     import random
 
-    from mbrl.util.seeding import seed_everything
+    from mbrl.common.seeding import seed_everything
 
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
     try:
@@ -493,11 +493,11 @@ add("rcad_loss(x requiring grad, np.int64 labels, 4096 rows)", lambda c: __impor
     ok(lambda r: r.ndim == 0 and bool(torch.isfinite(r))))
 
 # --- serialization
-add("save_state(tensors not a dict)", lambda c: __import__("mbrl.util.serialization", fromlist=["x"]).save_state(
+add("save_state(tensors not a dict)", lambda c: __import__("mbrl.common.serialization", fromlist=["x"]).save_state(
     c.dir("s1"), [torch.zeros(1)], {}), err("tensors"))
-add("save_state(meta not JSON)", lambda c: __import__("mbrl.util.serialization", fromlist=["x"]).save_state(
+add("save_state(meta not JSON)", lambda c: __import__("mbrl.common.serialization", fromlist=["x"]).save_state(
     c.dir("s2"), {"a": torch.zeros(1)}, {"x": object()}), err("meta"))
-add("load_state(missing)", lambda c: __import__("mbrl.util.serialization", fromlist=["x"]).load_state(
+add("load_state(missing)", lambda c: __import__("mbrl.common.serialization", fromlist=["x"]).load_state(
     c.tmp / "nothing_here"), err("nothing_here", errors=(FileNotFoundError,)))
 
 

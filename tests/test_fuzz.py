@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mbrl.buffer import ReplayBuffer
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import as_tensor, check_int, check_threshold
 from mbrl.models.ensemble import ProbabilisticEnsemble
+from mbrl.sweep import grid_points, run_grid
 from mbrl.tasks import TASKS, make_task
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.sweep import grid_points, run_grid
-from mbrl.util.validation import as_tensor, check_int, check_threshold
 from safe_density.mural import CNMLConfig, MetaNMLConfig, MuralConfig, MuralReward
 from safe_density.rcad import RCAD, rcad_loss
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import mbrl.util.serialization as serialization
+import mbrl.common.serialization as serialization
 from mbrl.buffer import ReplayBuffer
+from mbrl.common.serialization import load_state, save_state
 from mbrl.models.ensemble import ProbabilisticEnsemble
-from mbrl.util.serialization import load_state, save_state
 from safe_density.mural import MuralConfig, MuralReward
 from safe_density.rcad import rcad_loss
 
@@ -182,7 +182,7 @@ def test_atomic_directory_replaces_a_multi_part_checkpoint_as_a_whole(tmp_path):
 _KILLED_SAVE = """
 import os, signal, sys
 import torch
-import mbrl.util.serialization as s
+import mbrl.common.serialization as s
 real = s.save_file
 def dying(tensors, filename, *a, **k):
     real(tensors, filename, *a, **k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mbrl.util.validation import as_tensor
+from mbrl.common.validation import as_tensor
 
 __all__ = ["Normalizer"]
 

@@ -22,24 +22,14 @@ from collections.abc import Callable
 
 import torch
 
-from mbrl.util.validation import as_tensor, check_threshold
+from mbrl.common.action_box import check_bounds
+from mbrl.common.validation import as_tensor, check_threshold
 
-__all__ = ["Objective", "TrajectoryOptimizer", "check_int", "truncated_normal"]
+__all__ = ["Objective", "TrajectoryOptimizer", "truncated_normal"]
 
 Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
 _SQRT2 = math.sqrt(2.0)
-
-
-def check_int(name: str, value, low: int = 1, high: int = 2**31 - 1) -> int:
-    """Validate an integer hyper-parameter in ``[low, high]``: :func:`mbrl.util.validation.check_int`'s rule
-    (NumPy integers accepted; bools, floats and NaN rejected with a ``ValueError`` naming ``name``).
-
-    The default ``high`` (the int32 range) rejects sizes and loop counts that cannot be meant, e.g.
-    ``iterations=10**30``, which would otherwise run (practically) forever."""
-    from mbrl.util.validation import check_int as _check_int
-
-    return _check_int(name, value, low=low, high=high)
 
 
 def truncated_normal(shape, *, generator: torch.Generator | None, device, dtype=torch.float32,
@@ -74,17 +64,7 @@ class TrajectoryOptimizer:
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _bounds(low, high) -> tuple[torch.Tensor, torch.Tensor]:
-        if low is None or high is None:
-            raise ValueError("low and high must both be given (action bounds)")
-        lo = as_tensor("low", low, dtype=torch.float32)
-        hi = as_tensor("high", high, dtype=torch.float32, device=lo.device)
-        try:
-            torch.broadcast_shapes(lo.shape, hi.shape)
-        except RuntimeError as exc:
-            raise ValueError(f"low {tuple(lo.shape)} and high {tuple(hi.shape)} must broadcast") from exc
-        if bool((lo > hi).any()):
-            raise ValueError("low must be <= high element-wise")
-        return lo, hi
+        return check_bounds(low, high, names=("low", "high"))
 
     def _prepare(self, init_mean, low, high):
         """``(mean[B, H, A], low[B, H, A], high[B, H, A], squeeze)`` in float32 on the mean's device."""

@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from mbrl.planning.base import TrajectoryOptimizer, check_int
+from mbrl.common.validation import INT_MAX, check_int, check_threshold
+from mbrl.planning.base import TrajectoryOptimizer
 from mbrl.planning.selection import select_elites, update_best
-from mbrl.util.validation import check_threshold
 
 __all__ = ["ICEM", "colored_noise"]
 
@@ -87,11 +87,11 @@ class ICEM(TrajectoryOptimizer):
                  alpha: float = 0.1, init_std: float | None = None, min_std: float = 0.0,
                  return_best: bool = True, low=None, high=None) -> None:
         super().__init__(low, high)
-        self.population = check_int("population", population, 1)
-        self.elites = check_int("elites", elites, 1)
+        self.population = check_int("population", population, low=1, high=INT_MAX)
+        self.elites = check_int("elites", elites, low=1, high=INT_MAX)
         if self.elites > self.population:
             raise ValueError(f"elites must be <= population ({self.population}), got {elites}")
-        self.iterations = check_int("iterations", iterations, 1)
+        self.iterations = check_int("iterations", iterations, low=1, high=INT_MAX)
         self.noise_beta = check_threshold("noise_beta", noise_beta, low=0.0, high=10.0)
         self.population_decay = check_threshold("population_decay", population_decay, low=1.0, high=1e6)
         self.keep_elites_fraction = check_threshold("keep_elites_fraction", keep_elites_fraction,
@@ -110,7 +110,7 @@ class ICEM(TrajectoryOptimizer):
 
     def advance(self, steps: int) -> None:
         """Declare that ``steps`` actions were executed since the last call (default assumed: 1)."""
-        self._advanced += check_int("steps", steps, 0)
+        self._advanced += check_int("steps", steps, low=0, high=INT_MAX)
 
     def population_at(self, i: int) -> int:
         """Number of new samples drawn in iteration ``i`` (0-based)."""

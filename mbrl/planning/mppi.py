@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from mbrl.planning.base import TrajectoryOptimizer, check_int
+from mbrl.common.validation import INT_MAX, check_int, check_threshold
+from mbrl.planning.base import TrajectoryOptimizer
 from mbrl.planning.selection import FEASIBLE, INFEASIBLE, candidate_class, select_elites, update_best
-from mbrl.util.validation import check_threshold
 
 __all__ = ["MPPI", "mppi_weights"]
 
@@ -55,8 +55,8 @@ class MPPI(TrajectoryOptimizer):
     def __init__(self, population: int = 700, iterations: int = 1, temperature: float = 0.1,
                  noise_std: float = 0.9, beta: float = 0.6, low=None, high=None) -> None:
         super().__init__(low, high)
-        self.population = check_int("population", population, 1)
-        self.iterations = check_int("iterations", iterations, 1)
+        self.population = check_int("population", population, low=1, high=INT_MAX)
+        self.iterations = check_int("iterations", iterations, low=1, high=INT_MAX)
         self.temperature = check_threshold("temperature", temperature, low=0.0, high=float("inf"),
                                            inclusive=False)
         self.noise_std = check_threshold("noise_std", noise_std, low=0.0, high=float("inf"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from mbrl.planning.base import TrajectoryOptimizer, check_int
+from mbrl.common.validation import INT_MAX, check_int
+from mbrl.planning.base import TrajectoryOptimizer
 from mbrl.planning.selection import select_elites
 
 __all__ = ["RandomShooting"]
@@ -22,7 +23,7 @@ class RandomShooting(TrajectoryOptimizer):
 
     def __init__(self, population: int = 1000, low=None, high=None) -> None:
         super().__init__(low, high)
-        self.population = check_int("population", population, 1)
+        self.population = check_int("population", population, low=1, high=INT_MAX)
 
     def optimize(self, objective, init_mean, *, low=None, high=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,7 +25,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mbrl.util.validation import as_tensor, check_int, check_threshold
+from mbrl.common.action_box import ActionBox
+from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 
 __all__ = ["Task", "TransitionFn", "batched_transition_fn", "check_transition", "make_gym_task"]
 
@@ -67,25 +68,18 @@ class Task:
 
     def __post_init__(self) -> None:
         for key in ("obs_dim", "act_dim", "max_episode_steps"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-            object.__setattr__(self, key, int(value))
-        bounds = {}
-        for key in ("action_low", "action_high"):
-            arr = np.array(getattr(self, key), dtype=np.float32).reshape(-1)
-            if arr.shape != (self.act_dim,):
-                raise ValueError(f"{key} must have shape ({self.act_dim},), got {arr.shape}")
-            if np.isnan(arr).any():
-                raise ValueError(f"{key} must not contain NaN")
+            object.__setattr__(self, key, check_int(key, getattr(self, key), low=1))
+        box = ActionBox(self.action_low, self.action_high, self.act_dim)
+        for key, arr in zip(("action_low", "action_high"), box.numpy()):
             arr.setflags(write=False)
             object.__setattr__(self, key, arr)
-            bounds[key] = arr
-        if (bounds["action_low"] > bounds["action_high"]).any():
-            raise ValueError("action_low must be <= action_high elementwise")
         for key in ("make_env", "reward_fn", "termination_fn"):
             if not callable(getattr(self, key)):
                 raise ValueError(f"{key} must be callable")
+
+    def action_box(self, device: torch.device | str | None = None) -> ActionBox:
+        """The task's action bounds as an :class:`~mbrl.common.ActionBox` on ``device``."""
+        return ActionBox(self.action_low, self.action_high, self.act_dim, device=device)
 
 
 def check_transition(obs, act, next_obs, obs_dim: int, act_dim: int):
@@ -195,7 +189,7 @@ def make_gym_task(
     if max_steps is None:
         max_steps = gym.spec(name).max_episode_steps
     else:
-        max_steps = check_int("max_episode_steps", max_steps, low=1, high=2**31 - 1)
+        max_steps = check_int("max_episode_steps", max_steps, low=1, high=INT_MAX)
     for key, value in forced.items():
         if key in options and options[key] != value:
             raise ValueError(f"option {key} must be {value!r} for task {name} (its reward needs it)")

@@ -27,9 +27,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mbrl.common.seeding import make_generator
+from mbrl.common.validation import as_tensor
 from mbrl.tasks.base import Task, check_transition
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import as_tensor
 
 __all__ = [
     "GOAL_RADIUS",

@@ -27,10 +27,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mbrl.common.seeding import make_generator
+from mbrl.common.validation import as_tensor
 from mbrl.tasks.base import check_transition
 from mbrl.tasks.maze import GoalTask
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import as_tensor
 
 __all__ = [
     "FixedTaskWrapper",

@@ -1,7 +1,7 @@
 """Density models meeting the ``DensityModel`` contract (design.md, "Contracts").
 
 ``fit(x[N, D]) -> self`` and ``log_prob(x[..., D]) -> [...]``, standardisation inside, ``save``/``load``
-through ``mbrl.util.serialization``. Used for the energies ``E = -log p(s, a)`` of Lyapunov density models.
+through ``mbrl.common.serialization``. Used for the energies ``E = -log p(s, a)`` of Lyapunov density models.
 """
 
 from safe_density.density.base import DensityBase, validate_fit_data

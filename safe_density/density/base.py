@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mbrl.util.validation import as_tensor
+from mbrl.common.validation import as_tensor
 
 __all__ = ["DensityBase", "validate_fit_data"]
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import torch
 import zuko
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import check_threshold
+from mbrl.common.seeding import make_generator
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import check_threshold
 from safe_density.density.base import DensityBase
 
 __all__ = ["FlowDensity"]
@@ -135,7 +135,7 @@ class FlowDensity(DensityBase):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.util.serialization``)."""
+        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
         meta = self._base_meta() | {
             "flow": self.flow_type,
             "transforms": self.transforms,

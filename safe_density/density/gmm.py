@@ -16,9 +16,9 @@ import os
 
 import torch
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import check_int, check_threshold
+from mbrl.common.seeding import make_generator
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import INT_MAX, check_int, check_threshold
 from safe_density.density.base import DensityBase
 
 __all__ = ["GaussianMixtureDensity"]
@@ -62,9 +62,9 @@ class GaussianMixtureDensity(DensityBase):
         seed: int | None = 0,
     ) -> None:
         super().__init__(device=device, dtype=dtype, seed=seed)
-        self.n_components = check_int("n_components", n_components, low=1, high=2**31 - 1)
+        self.n_components = check_int("n_components", n_components, low=1, high=INT_MAX)
         self.max_iter = check_int("max_iter", max_iter, low=1, high=10**7)
-        chunk_size = check_int("chunk_size", chunk_size, low=1, high=2**31 - 1)
+        chunk_size = check_int("chunk_size", chunk_size, low=1, high=INT_MAX)
         self.tol = check_threshold("tol", tol, low=0.0)
         self.reg_covar = check_threshold("reg_covar", reg_covar, low=0.0)
         self.chunk_size = chunk_size
@@ -132,7 +132,7 @@ class GaussianMixtureDensity(DensityBase):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.util.serialization``)."""
+        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
         meta = self._base_meta() | {
             "n_components": self.n_components,
             "max_iter": self.max_iter,

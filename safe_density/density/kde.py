@@ -17,9 +17,9 @@ import os
 
 import torch
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import check_int, check_threshold
+from mbrl.common.seeding import make_generator
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import INT_MAX, check_int, check_threshold
 from safe_density.density.base import DensityBase
 
 __all__ = ["GaussianKDE", "kde_bandwidth"]
@@ -62,7 +62,7 @@ class GaussianKDE(DensityBase):
         elif bandwidth not in ("scott", "silverman"):
             raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float, got {bandwidth!r}")
         self.bandwidth = bandwidth
-        self.chunk_size = check_int("chunk_size", chunk_size, low=1, high=2**31 - 1)
+        self.chunk_size = check_int("chunk_size", chunk_size, low=1, high=INT_MAX)
         self.max_points = None if max_points is None else check_int("max_points", max_points, low=1, high=2**62)
         self.points: torch.Tensor | None = None
         self.h: float | None = None
@@ -92,7 +92,7 @@ class GaussianKDE(DensityBase):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.util.serialization``)."""
+        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
         meta = self._base_meta() | {
             "bandwidth": self.bandwidth,
             "h": self.h,

@@ -37,9 +37,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
-from mbrl.util.validation import as_flags, as_tensor, check_int, check_threshold
+from mbrl.common.action_box import ActionBox
+from mbrl.common.seeding import make_generator
+from mbrl.common.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
+from mbrl.common.validation import INT_MAX, as_flags, as_tensor, check_int, check_threshold
 
 __all__ = ["LDMConfig", "LDMConstraint", "LyapunovDensityModel"]
 
@@ -72,7 +73,7 @@ class LDMConfig:
         if g == 0.0:
             raise ValueError("gamma must lie in (0, 1], got 0.0")
         for name in ("n_action_samples", "cem_elites", "steps", "batch_size", "density_components", "pool_refresh"):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), low=1, high=2**31 - 1))
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low=1, high=INT_MAX))
         object.__setattr__(self, "cem_steps", check_int("cem_steps", self.cem_steps, low=0, high=10**6))
         if int(self.cem_elites) > int(self.n_action_samples):
             raise ValueError(
@@ -168,7 +169,8 @@ class LyapunovDensityModel:
 
     Args:
         obs_dim, act_dim: sizes of observations and actions.
-        action_low, action_high: action box ``[act_dim]`` (``low < high``); next actions are sampled in it.
+        action_low, action_high: action box ``[act_dim]`` (``low <= high``, or an
+            :class:`~mbrl.common.ActionBox` as ``action_low`` and ``None``); next actions are sampled in it.
         density: a ``DensityModel`` over concatenated ``[obs, act]`` (fitted in :meth:`fit` unless already
             fitted: objects with a ``fitted`` attribute that is True are left alone). ``None``: a Gaussian
             mixture with ``density_components`` components.
@@ -207,8 +209,8 @@ class LyapunovDensityModel:
         dtype: torch.dtype = torch.float32,
         seed: int | None = 0,
     ) -> None:
-        obs_dim = check_int("obs_dim", obs_dim, low=1, high=2**31 - 1)
-        act_dim = check_int("act_dim", act_dim, low=1, high=2**31 - 1)
+        obs_dim = check_int("obs_dim", obs_dim, low=1, high=INT_MAX)
+        act_dim = check_int("act_dim", act_dim, low=1, high=INT_MAX)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -216,15 +218,10 @@ class LyapunovDensityModel:
         self.obs_indices = _check_indices(obs_indices, obs_dim)
         self.feature_dim = obs_dim if self.obs_indices is None else len(self.obs_indices)
         self._idx = None if self.obs_indices is None else torch.tensor(self.obs_indices, device=self.device)
-        low = as_tensor("action_low", action_low, dtype=dtype, device=self.device).reshape(-1)
-        high = as_tensor("action_high", action_high, dtype=dtype, device=self.device).reshape(-1)
-        if low.shape[0] != act_dim:
-            raise ValueError(f"action_low must have {act_dim} entries, got {low.shape[0]}")
-        if high.shape[0] != act_dim:
-            raise ValueError(f"action_high must have {act_dim} entries, got {high.shape[0]}")
-        if not bool((low < high).all()):
-            raise ValueError("action_low must be strictly below action_high in every dimension")
-        self.action_low, self.action_high = low, high
+        self.action_box = ActionBox(action_low, action_high, act_dim, device=self.device, dtype=dtype)
+        self.action_low, self.action_high = self.action_box.low, self.action_box.high
+        half = self.action_box.width / 2
+        self._act_half = torch.where(half > 0, half, torch.ones_like(half))  # a pinned dimension scales by 1
         self.config = (
             config
             if config is not None
@@ -282,9 +279,7 @@ class LyapunovDensityModel:
         return o.expand(*batch, self.feature_dim), a.expand(*batch, self.act_dim)
 
     def _features(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        mid = (self.action_high + self.action_low) / 2
-        half = (self.action_high - self.action_low) / 2
-        return torch.cat([(o - self.obs_mean) / self.obs_std, (a - mid) / half], -1)
+        return torch.cat([(o - self.obs_mean) / self.obs_std, (a - self.action_box.center) / self._act_half], -1)
 
     def _raw_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         x = torch.cat([o, a], -1)
@@ -371,8 +366,7 @@ class LyapunovDensityModel:
             raise RuntimeError("the density model is not fitted; call fit(...) first")
 
     def _sample_actions(self, n: int, k: int) -> torch.Tensor:
-        u = torch.rand(n, k, self.act_dim, generator=self._gen, device=self.device, dtype=self.dtype)
-        return self.action_low + u * (self.action_high - self.action_low)
+        return self.action_box.sample(n, k, generator=self._gen)
 
     @torch.no_grad()
     def _action_pool(self, next_obs: torch.Tensor, chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -403,13 +397,13 @@ class LyapunovDensityModel:
         acts = self._sample_actions(b, k) if pool is None else pool[0]
         vals = score(acts, None if pool is None else pool[1])
         best = vals.min(1).values
-        span = self.action_high - self.action_low
+        span = self.action_box.width
         for _ in range(cfg.cem_steps):
             idx = vals.topk(cfg.cem_elites, dim=1, largest=False).indices
             elites = acts.gather(1, idx[..., None].expand(-1, -1, self.act_dim))
             mu, sd = elites.mean(1, keepdim=True), elites.std(1, keepdim=True) + 1e-3 * span
             noise = torch.randn(b, k, self.act_dim, generator=self._gen, device=self.device, dtype=self.dtype)
-            acts = torch.minimum(torch.maximum(mu + sd * noise, self.action_low), self.action_high)
+            acts = self.action_box.project(mu + sd * noise)
             vals = score(acts)
             best = torch.minimum(best, vals.min(1).values)
         return best
@@ -419,9 +413,8 @@ class LyapunovDensityModel:
         the argument)."""
         cfg = self.config
         o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
-        steps = cfg.steps if steps is None else check_int("steps", steps, low=0, high=2**31 - 1)
-        batch_size = cfg.batch_size if batch_size is None else check_int("batch_size", batch_size, low=1,
-                                                                       high=2**31 - 1)
+        steps = cfg.steps if steps is None else check_int("steps", steps, low=0, high=INT_MAX)
+        batch_size = cfg.batch_size if batch_size is None else check_int("batch_size", batch_size, low=1, high=INT_MAX)
         if o.ndim != 2 or o.shape[1] != self.obs_dim:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")
         n = o.shape[0]
@@ -435,8 +428,7 @@ class LyapunovDensityModel:
             done = torch.zeros(n, dtype=torch.bool, device=self.device)
         else:
             done = as_flags("terminated", terminated, n, device=self.device)
-        span = self.action_high - self.action_low
-        if bool(((a < self.action_low - 0.01 * span) | (a > self.action_high + 0.01 * span)).any()):
+        if not bool(self.action_box.contains(a, slack=0.01).all()):
             raise ValueError(f"act must lie within the action box [action_low, action_high] (1 % slack), got values "
                              f"in [{float(a.min()):.3g}, {float(a.max()):.3g}]")
 
@@ -533,7 +525,7 @@ class LyapunovDensityModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save network, target, statistics, config and calibration (``mbrl.util.serialization``); the density
+        """Save network, target, statistics, config and calibration (``mbrl.common.serialization``); the density
         goes to ``path/density`` when it has a ``save`` method. Atomic as a whole: the network and the density
         are written into a temporary folder that replaces ``path`` only when both are complete, so a crash at
         any point leaves the previous checkpoint loadable."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mbrl.util.validation import check_threshold
+from mbrl.common.validation import check_threshold
 
 __all__ = ["solve_tabular", "solve_tabular_stochastic"]
 

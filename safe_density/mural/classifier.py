@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import check_int, check_threshold
+from mbrl.common.seeding import make_generator
+from mbrl.common.validation import check_int, check_threshold
 
 __all__ = [
     "ClassifierRegularizer",

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from mbrl.util.validation import check_int, check_threshold
+from mbrl.common.validation import check_int, check_threshold
 
 from .classifier import Params, SuccessClassifier, logits
 

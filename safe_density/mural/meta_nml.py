@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import check_int, check_threshold
+from mbrl.common.seeding import make_generator
+from mbrl.common.validation import check_int, check_threshold
 
 from .classifier import Params, SuccessClassifier, linear_layers, logits
 from .cnml import augmented_loss, normalise

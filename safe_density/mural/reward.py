@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mbrl.util.seeding import check_seed
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_tensor, check_int, check_threshold
+from mbrl.common.seeding import check_seed
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import as_tensor, check_int, check_threshold
 
 from .classifier import (
     Params,
@@ -436,7 +436,7 @@ class MuralReward:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Atomic safetensors + JSON checkpoint (``mbrl.util.serialization``); ``feature_fn`` is not saved."""
+        """Atomic safetensors + JSON checkpoint (``mbrl.common.serialization``); ``feature_fn`` is not saved."""
         tensors = {"success_examples": self.success_examples, "visited": self.visited, "mu": self.mu,
                    "sd": self.sd}
         tensors.update({f"mle.{k}": v for k, v in self.mle_params.items()})

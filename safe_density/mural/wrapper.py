@@ -17,7 +17,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from mbrl.util.validation import check_int
+from mbrl.common.validation import check_int
 
 from .reward import MuralReward
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mbrl.buffer import ReplayBuffer
+from mbrl.common.seeding import make_generator
 from mbrl.models import Normalizer, ProbabilisticEnsemble, default_weight_decay, onednn_fused_available
-from mbrl.util.seeding import make_generator
 
 O, A, E = 3, 2, 4
 

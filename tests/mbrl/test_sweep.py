@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 
-from mbrl.util.sweep import grid_points, merge_table, run_grid
+from mbrl.sweep import grid_points, merge_table, run_grid
 
 
 def _fn(seed, threshold, scale=1.0):

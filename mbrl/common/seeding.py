@@ -18,7 +18,7 @@ def check_seed(name: str, seed) -> int:
 
     Raises ``ValueError`` naming ``name`` otherwise (booleans, floats with a fraction, strings, ...).
     """
-    from mbrl.util.validation import check_int
+    from mbrl.common.validation import check_int
 
     return check_int(name, seed, low=_SEED_LOW, high=_SEED_HIGH)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["as_flags", "as_tensor", "check_finite", "check_int", "check_shape", "check_threshold"]
+__all__ = ["INT_MAX", "as_flags", "as_tensor", "check_finite", "check_int", "check_shape", "check_threshold"]
 
 
 def as_tensor(
@@ -168,13 +168,19 @@ def check_threshold(
     return v
 
 
+#: The upper bound for sizes and loop counts in :func:`check_int`: above the int32 range they cannot be meant
+#: (``iterations=10**30`` would otherwise run practically forever).
+INT_MAX = 2**31 - 1
+
+
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Validate an integer argument: the one integer rule of ``mbrl`` and ``safe_density``.
 
     Accepted: Python ``int``, NumPy integers (``np.int64(5)``, 0-d integer arrays) and one-element integer
     tensors. Rejected with ``ValueError`` naming ``name``: ``bool``, every float (``2.7`` would otherwise be
     truncated to 2, and ``2.0`` is rejected too so that the rule is simple), NaN/inf, strings, ``None`` and
-    values outside ``[low, high]`` (``None``: unbounded).
+    values outside ``[low, high]`` (``None``: unbounded on that side). Sizes and loop counts pass
+    ``high=INT_MAX``.
     """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.dtype == torch.bool or value.is_complex() or value.is_floating_point():
