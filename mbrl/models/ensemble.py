@@ -5,7 +5,8 @@ log-variance of the standardised state delta ``next_obs - obs``. The members' we
 layer ``l`` has weight ``[E, in, out]`` and bias ``[E, 1, out]`` and is applied to ``h[E, N, in]`` with one
 ``torch.baddbmm``, so the planner's particles for all members go through a single kernel per layer.
 
-Training follows the original PETS code (``dmbrl/modeling/models/BNN.py``):
+The loss follows the original PETS code (``dmbrl/modeling/models/BNN.py``); the training loop that minimises
+it lives in :mod:`mbrl.models.training` (:meth:`ProbabilisticEnsemble.fit` calls it):
 
     loss = sum_e [ mean_{n,d} (mu - y)^2 exp(-logvar) + mean_{n,d} logvar ]          (Gaussian NLL)
          + sum_l wd_l * ||W_l||^2 / 2                                               (tf.nn.l2_loss)
@@ -36,12 +37,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from mbrl.common.seeding import check_seed, make_generator
+from mbrl.common.serialization import load_state, save_state
+from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 from mbrl.models.normalizer import Normalizer
-from mbrl.util.seeding import check_seed, make_generator
-from mbrl.util.serialization import load_state, save_state
-from mbrl.util.validation import as_tensor, check_int, check_threshold
+from mbrl.models.training import FitConfig, fit_ensemble
 
 __all__ = ["PETS_WEIGHT_DECAY", "ProbabilisticEnsemble", "default_weight_decay", "onednn_fused_available"]
 
@@ -144,13 +145,12 @@ class ProbabilisticEnsemble(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        big = 2**31 - 1  # sizes beyond this cannot be allocated anyway
-        obs_dim = check_int("obs_dim", obs_dim, low=1, high=big)
-        act_dim = check_int("act_dim", act_dim, low=1, high=big)
-        ensemble_size = check_int("ensemble_size", ensemble_size, low=1, high=big)
+        obs_dim = check_int("obs_dim", obs_dim, low=1, high=INT_MAX)
+        act_dim = check_int("act_dim", act_dim, low=1, high=INT_MAX)
+        ensemble_size = check_int("ensemble_size", ensemble_size, low=1, high=INT_MAX)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of positive widths, got {hidden!r}")
-        hidden = tuple(check_int(f"hidden[{i}]", h, low=1, high=big) for i, h in enumerate(hidden))
+        hidden = tuple(check_int(f"hidden[{i}]", h, low=1, high=INT_MAX) for i, h in enumerate(hidden))
         seed = check_seed("seed", seed)
         if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
@@ -374,7 +374,7 @@ class ProbabilisticEnsemble(nn.Module):
         return mean_next, var
 
     # ------------------------------------------------------------------ training
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """PETS training loss (module docstring) for ``x[E, B, in]``, ``y[E, B, O]``; returns (total, nll)."""
         mean, logvar = self.forward(x)
         nll = ((mean - y).square() * torch.exp(-logvar)).mean((1, 2)) + logvar.mean((1, 2))
@@ -384,7 +384,7 @@ class ProbabilisticEnsemble(nn.Module):
         return nll + decay + bounds, nll
 
     @torch.no_grad()
-    def _holdout_mse(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    def holdout_mse(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """Per-member MSE of the mean on standardised targets; ``x[N, in]``, ``y[N, O]`` -> ``[E]``."""
         E = self.ensemble_size
         total = torch.zeros(E, dtype=torch.float64, device=x.device)
@@ -393,9 +393,6 @@ class ProbabilisticEnsemble(nn.Module):
             mean, _ = self.forward(xb)
             total += (mean - y[s : s + chunk]).square().sum((1, 2)).double()
         return total / (x.shape[0] * self.obs_dim)
-
-    def _member_state(self) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in (*self.weights, *self.biases)]
 
     def fit(
         self,
@@ -410,138 +407,18 @@ class ProbabilisticEnsemble(nn.Module):
         progress: bool = True,
         max_holdout: int = 5000,
     ) -> dict:
-        """Train all members together by the PETS loss with Adam (design.md, "PETS").
+        """Train all members together by the PETS loss with Adam: :func:`mbrl.models.training.fit_ensemble`
+        with these fields of :class:`~mbrl.models.training.FitConfig` (PETS defaults; see there).
 
         Args:
             data: a ``ReplayBuffer`` (its stored transitions), a ``Batch`` or a tuple
                 ``(obs[N,O], act[N,A], next_obs[N,O])``, on any device.
-            epochs: maximum number of passes (PETS: 5 after every episode).
-            batch_size: minibatch size per member (PETS: 32).
-            lr: Adam learning rate (PETS: 1e-3).
-            holdout: fraction of the (shuffled) data held out for early stopping, capped at ``max_holdout``
-                rows. With no holdout rows the training data (up to ``max_holdout`` rows) is scored instead.
-            patience: stop once no member improved its holdout MSE for this many epochs.
-            bootstrap: each member trains on its own resample (with replacement) of the training split;
-                otherwise every member sees the whole split in its own order.
-            seed: seeds the split, the bootstrap and the minibatch order (bit-identical reruns on CPU).
-            progress: show a tqdm bar over epochs.
         Returns:
             ``{"train_loss": [float per epoch], "holdout_mse": [[float per member] per epoch],
-            "best_epoch": [int per member]}``; holdout MSE is in standardised target units and each member
-            ends with its weights from its best epoch (0-based index into the lists).
+            "best_epoch": [int per member]}`` (each member ends with its weights from its best epoch).
         """
-        obs, act, next_obs = self._unpack(data)
-        seed = check_seed("seed", seed)
-        epochs = check_int("epochs", epochs, low=1, high=10**9)
-        batch_size = check_int("batch_size", batch_size, low=1, high=10**12)
-        lr = check_threshold("lr", lr, low=0.0, high=1e6, inclusive=False)
-        holdout = check_threshold("holdout", holdout, low=0.0, high=1.0, inclusive=True)
-        patience = check_int("patience", patience, low=1, high=10**9)
-        max_holdout = check_int("max_holdout", max_holdout, low=0, high=10**12)
-
-        dev, dtype = self.max_logvar.device, self.max_logvar.dtype
-        N, E = obs.shape[0], self.ensemble_size
-        gen = make_generator(int(seed), "cpu")
-        perm = torch.randperm(N, generator=gen)
-        n_hold = min(int(N * holdout), max_holdout)
-        if N - n_hold < 1:
-            raise ValueError(f"holdout={holdout} leaves no training data out of {N} rows")
-        hold_idx, train_idx = perm[:n_hold], perm[n_hold:]
-        if n_hold == 0:
-            hold_idx = train_idx[:max_holdout] if max_holdout > 0 else train_idx
-
-        x_all = torch.cat([obs, act], dim=-1)
-        d_all = next_obs - obs
-        x_tr, d_tr = x_all[train_idx.to(obs.device)], d_all[train_idx.to(obs.device)]
-        self.in_normalizer.fit(x_tr)
-        self.out_normalizer.fit(d_tr)
-        x_tr = self.in_normalizer.normalize(x_tr.to(dev)).to(dtype)
-        y_tr = self.out_normalizer.normalize(d_tr.to(dev)).to(dtype)
-        hi = hold_idx.to(obs.device)
-        x_ho = self.in_normalizer.normalize(x_all[hi].to(dev)).to(dtype)
-        y_ho = self.out_normalizer.normalize(d_all[hi].to(dev)).to(dtype)
-
-        n_tr = x_tr.shape[0]
-        if bootstrap:
-            idx = torch.randint(n_tr, (E, n_tr), generator=gen)
-        else:
-            idx = torch.arange(n_tr).expand(E, n_tr).clone()
-        n_batches = math.ceil(n_tr / batch_size)
-
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        best_mse = torch.full((E,), math.inf, dtype=torch.float64)
-        best_epoch = [-1] * E
-        best_state = self._member_state()
-        best_bounds = (self.max_logvar.detach().clone(), self.min_logvar.detach().clone())
-        since = 0
-        hist: dict = {"train_loss": [], "holdout_mse": [], "best_epoch": best_epoch}
-        bar = tqdm(range(epochs), desc="fit ensemble", unit="epoch", disable=not progress, leave=False)
-        for epoch in bar:
-            # Shuffle each member's index row independently (PETS shuffle_rows).
-            order = torch.argsort(torch.rand(E, n_tr, generator=gen), dim=1)
-            ep_idx = torch.gather(idx, 1, order).to(dev)
-            total = torch.zeros((), dtype=torch.float64, device=dev)
-            for b in range(n_batches):
-                bi = ep_idx[:, b * batch_size : (b + 1) * batch_size]
-                loss, _ = self._loss(x_tr[bi], y_tr[bi])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-            mse = self._holdout_mse(x_ho, y_ho).cpu()
-            hist["train_loss"].append(float(total) / n_batches)
-            hist["holdout_mse"].append(mse.tolist())
-            improved = mse < best_mse
-            if bool(improved.any()):
-                since = 0
-                best_mse = torch.where(improved, mse, best_mse)
-                mask = improved.to(dev)
-                with torch.no_grad():
-                    for s, p in zip(best_state, (*self.weights, *self.biases)):
-                        s[mask] = p[mask]
-                best_bounds = (self.max_logvar.detach().clone(), self.min_logvar.detach().clone())
-                for e in torch.nonzero(improved).flatten().tolist():
-                    best_epoch[e] = epoch
-            else:
-                since += 1
-            bar.set_postfix(loss=f"{hist['train_loss'][-1]:.4g}", holdout=f"{float(mse.mean()):.4g}")
-            if since >= patience:
-                break
-        bar.close()
-        with torch.no_grad():
-            for s, p in zip(best_state, (*self.weights, *self.biases)):
-                p.copy_(s)
-            self.max_logvar.copy_(best_bounds[0])
-            self.min_logvar.copy_(best_bounds[1])
-        return hist
-
-    def _unpack(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Validated ``(obs[N,O], act[N,A], next_obs[N,O])`` tensors from a buffer, a Batch or a tuple."""
-        if hasattr(data, "all") and callable(data.all) and hasattr(data, "obs_dim"):
-            if len(data) == 0:
-                raise ValueError("data (ReplayBuffer) is empty")
-            data = data.all()
-        if hasattr(data, "obs") and hasattr(data, "act") and hasattr(data, "next_obs"):
-            parts = (data.obs, data.act, data.next_obs)
-        elif isinstance(data, (tuple, list)) and len(data) == 3:
-            parts = tuple(data)
-        else:
-            raise ValueError("data must be a ReplayBuffer or a tuple (obs, act, next_obs)")
-        dtype = torch.float32 if self.max_logvar.dtype in (torch.float16, torch.bfloat16) else None
-        obs = as_tensor("data.obs", parts[0], dtype=dtype, last_dim=self.obs_dim, nonempty=True)
-        act = as_tensor("data.act", parts[1], dtype=obs.dtype, device=obs.device, last_dim=self.act_dim,
-                        nonempty=True)
-        nxt = as_tensor("data.next_obs", parts[2], dtype=obs.dtype, device=obs.device, last_dim=self.obs_dim,
-                        nonempty=True)
-        if obs.ndim != 2:
-            raise ValueError(f"data.obs must have shape (N, {self.obs_dim}), got {tuple(obs.shape)}")
-        if act.shape != (obs.shape[0], self.act_dim):
-            raise ValueError(
-                f"data.act must have shape ({obs.shape[0]}, {self.act_dim}), got {tuple(act.shape)}"
-            )
-        if nxt.shape != obs.shape:
-            raise ValueError(f"data.next_obs must have shape {tuple(obs.shape)}, got {tuple(nxt.shape)}")
-        return obs, act, nxt
+        return fit_ensemble(self, data, FitConfig(epochs, batch_size, lr, holdout, patience, bootstrap, seed,
+                                                  progress, max_holdout))
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
