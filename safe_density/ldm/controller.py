@@ -1,18 +1,10 @@
 """Keep any controller inside the data: filter its actions by ``G(s, a) <= c`` (design.md, LDM section).
 
 :class:`DensityConstrainedController` returns the wrapped controller's action ``a0`` whenever
-``G(s, a0) <= c`` and otherwise the closest feasible action found by
-
-* ``method="sample"``: candidates around ``a0`` at several noise scales, uniform candidates in the action box
-  and points on the segments from ``a0`` to the feasible candidates; the feasible one nearest to ``a0`` wins
-  (all states and candidates batched in one evaluation of ``G`` per round);
-* ``method="qp"``: a QP on the linearisation of ``G`` in the action (cvxpy, built once with ``Parameter`` s
-  and re-solved),
-
-      minimise ||a - a0||^2   s.t.   G(s, a_k) + grad_a G(s, a_k) . (a - a_k) <= c,   low <= a <= high,
-
-  re-linearised at its answer ``a_k`` for up to ``qp_iters`` rounds (sequential QP); the answer is checked
-  with the real ``G`` and sampling takes over when it is not feasible.
+``G(s, a0) <= c`` and otherwise the closest feasible action found by the search of
+:mod:`safe_density.ldm.projection` (``method="sample"`` or ``"qp"``); :class:`DensityConstrainedActionWrapper`
+does the same inside a ``gymnasium`` env. This module is the user-facing part: input validation, the
+controller contract, per-state reports and warnings.
 
 When no feasible action is found the least-violating candidate (smallest ``G``) is returned, ``last_feasible``
 is ``False`` for that state, ``infeasible_count`` grows and a ``RuntimeWarning`` is issued.
@@ -28,13 +20,40 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from mbrl.common.action_box import ActionBox
+from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 from mbrl.contracts import as_controller
-from mbrl.util.seeding import make_generator
-from mbrl.util.validation import as_tensor, check_int, check_threshold
+from safe_density.ldm.projection import METHODS, ActionProjector, as_cost_fn
 
 __all__ = ["DensityConstrainedActionWrapper", "DensityConstrainedController"]
 
-_METHODS = ("sample", "qp")
+
+
+def _default_threshold(ldm, threshold: float | None) -> float:
+    """``threshold``, else the constraint's own ``threshold``, else the LDM's calibrated one."""
+    if threshold is not None:
+        return threshold
+    if hasattr(ldm, "threshold"):
+        return ldm.threshold
+    calibration = getattr(ldm, "calibration", None)
+    if isinstance(calibration, dict) and "ldm" in calibration:
+        return calibration["ldm"]  # LyapunovDensityModel.calibrate(obs, act, quantile)
+    raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
+                     "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
+
+
+def _default_box(inner, action_low, action_high) -> ActionBox:
+    """The box from ``action_low``/``action_high`` (or an ``ActionBox``), each defaulting to the LDM's own;
+    on the LDM's device and in its dtype."""
+    dtype, device = getattr(inner, "dtype", torch.float32), getattr(inner, "device", torch.device("cpu"))
+    if isinstance(action_low, ActionBox):
+        return ActionBox(action_low, None, device=device, dtype=dtype)
+    low = getattr(inner, "action_low", None) if action_low is None else action_low
+    high = getattr(inner, "action_high", None) if action_high is None else action_high
+    for name, b in (("action_low", low), ("action_high", high)):
+        if b is None:
+            raise ValueError(f"{name} must be given (ldm has no {name})")
+    return ActionBox(low, high, getattr(inner, "act_dim", None), device=device, dtype=dtype)
 
 
 class DensityConstrainedController:
@@ -48,7 +67,8 @@ class DensityConstrainedController:
         threshold: the level ``c``; ``None`` takes ``ldm.threshold`` (a ``Constraint``) or the calibrated
             threshold of a ``LyapunovDensityModel`` (:meth:`~LyapunovDensityModel.calibrate`).
         method: ``"sample"`` or ``"qp"``.
-        action_low, action_high: action box ``[A]``; default ``ldm.action_low`` / ``ldm.action_high``.
+        action_low, action_high: action box ``[A]`` (or an ``ActionBox`` as ``action_low``); default: the
+            LDM's ``action_box``.
         n_samples: candidates per state and sampling round.
         noise_std: base std of the candidates around ``a0`` (default 0.1 x box width; scales 0.1x..3x).
         qp_iters: sequential-QP rounds before falling back to sampling.
@@ -80,76 +100,44 @@ class DensityConstrainedController:
             callable(controller) or hasattr(controller, "act") or hasattr(controller, "predict")
         ):
             raise ValueError("controller must be callable or have an act(obs) or predict(obs) method")
-        if not (
-            callable(getattr(ldm, "value", None)) or callable(getattr(ldm, "cost", None)) or callable(ldm)
-        ):
-            raise ValueError(
-                "ldm must have value(obs, act) or cost(obs, act), or be callable (obs, act) -> G"
-            )
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if threshold is None:
-            calibration = getattr(ldm, "calibration", None)
-            if hasattr(ldm, "threshold"):
-                threshold = ldm.threshold
-            elif isinstance(calibration, dict) and "ldm" in calibration:
-                threshold = calibration["ldm"]  # LyapunovDensityModel.calibrate(obs, act, quantile)
-            else:
-                raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
-                                 "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
-        self.threshold = check_threshold("threshold", threshold)
-        n_samples = check_int("n_samples", n_samples, low=2, high=2**31 - 1)
+        cost_fn = as_cost_fn(ldm)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        threshold = check_threshold("threshold", _default_threshold(ldm, threshold))
+        n_samples = check_int("n_samples", n_samples, low=2, high=INT_MAX)
         qp_iters = check_int("qp_iters", qp_iters, low=1, high=10**6)
-        self.refine_rounds = check_int("refine_rounds", refine_rounds, low=0, high=10**6)
-        self.controller, self.ldm, self.method = controller, ldm, method
-        self.n_samples, self.qp_iters, self.warn = int(n_samples), int(qp_iters), bool(warn)
+        refine_rounds = check_int("refine_rounds", refine_rounds, low=0, high=10**6)
+        self.controller, self.ldm, self.method, self.warn = controller, ldm, method, bool(warn)
         self.controller_batched = controller_batched
         inner = getattr(ldm, "ldm", ldm)  # an LDMConstraint wraps its model
-        self.dtype = getattr(inner, "dtype", torch.float32)
-        self.device = getattr(inner, "device", torch.device("cpu"))
-        if action_low is None:
-            action_low = getattr(inner, "action_low", None)
-        if action_high is None:
-            action_high = getattr(inner, "action_high", None)
-        if action_low is None:
-            raise ValueError("action_low must be given (ldm has no action_low)")
-        if action_high is None:
-            raise ValueError("action_high must be given (ldm has no action_high)")
-        low = as_tensor("action_low", action_low, dtype=self.dtype, device=self.device).reshape(-1)
-        high = as_tensor("action_high", action_high, dtype=self.dtype, device=self.device).reshape(-1)
-        act_dim = getattr(inner, "act_dim", low.shape[0])
-        if low.shape[0] != act_dim or low.numel() == 0:
-            raise ValueError(f"action_low must have {act_dim} entries, got {low.shape[0]}")
-        if high.shape[0] != low.shape[0]:
-            raise ValueError(
-                f"action_high must have {low.shape[0]} entries like action_low, got {high.shape[0]}"
-            )
-        if not bool((low < high).all()):
-            raise ValueError("action_low must be strictly below action_high in every dimension")
-        self.low, self.high, self.act_dim = low, high, int(low.shape[0])
-        self.obs_dim = getattr(inner, "obs_dim", None)
-        width = high - low
+        box = _default_box(inner, action_low, action_high)
         if noise_std is None:
-            self.noise_std = 0.1 * width
+            noise = 0.1 * box.width
         else:
-            ns = check_threshold("noise_std", noise_std, low=0.0, high=np.inf, inclusive=False)
-            self.noise_std = torch.full_like(width, ns)
-        self._gen = make_generator(seed, self.device)
-        self._qp = None
+            noise = torch.full_like(box.width, check_threshold("noise_std", noise_std, low=0.0, high=np.inf,
+                                                               inclusive=False))
+        self.projector = ActionProjector(cost_fn, threshold, box, method, n_samples, noise, qp_iters,
+                                         refine_rounds, seed)
+        self.threshold, self.act_dim = threshold, box.act_dim
+        self.obs_dim = getattr(inner, "obs_dim", None)
+        self.dtype, self.device = box.dtype, box.device
         self.last_feasible: np.ndarray | None = None
         self.last_modified: np.ndarray | None = None
         self.last_cost: np.ndarray | None = None
         self.infeasible_count = 0
 
-    # ------------------------------------------------------------------ G evaluation
-    def _cost(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        if callable(getattr(self.ldm, "value", None)):
-            out = self.ldm.value(obs, act)
-        elif callable(getattr(self.ldm, "cost", None)):
-            out = self.ldm.cost(obs, act)
-        else:
-            out = self.ldm(obs, act)
-        return torch.as_tensor(out, device=self.device).to(self.dtype)
+    @property
+    def action_box(self) -> ActionBox:
+        """The box actions are projected into (:class:`~mbrl.common.ActionBox`)."""
+        return self.projector.box
+
+    @property
+    def low(self) -> torch.Tensor:
+        return self.projector.box.low
+
+    @property
+    def high(self) -> torch.Tensor:
+        return self.projector.box.high
 
     # ------------------------------------------------------------------ controller interface
     def _run_controller(self, obs: np.ndarray, batched: bool) -> np.ndarray:
@@ -216,22 +204,7 @@ class DensityConstrainedController:
         if o.numel() == 0 or (not single and o.shape[0] == 0):
             raise ValueError("obs must not be empty")
         o2, a2 = (o[None], a[None]) if single else (o, a)
-        a2 = torch.minimum(torch.maximum(a2, self.low), self.high)
-        with torch.no_grad():
-            g0 = self._cost(o2, a2)
-        out, g_out = a2.clone(), g0.clone()
-        bad = ~(g0 <= self.threshold)
-        if bool(bad.any()):
-            rows = bad.nonzero().squeeze(-1)
-            if self.method == "qp":
-                new, g_new = self._qp_project(o2[rows], a2[rows])
-                still = ~(g_new <= self.threshold)
-                if bool(still.any()):
-                    s_new, s_g = self._sample_project(o2[rows[still]], a2[rows[still]])
-                    new[still], g_new[still] = s_new, s_g
-            else:
-                new, g_new = self._sample_project(o2[rows], a2[rows])
-            out[rows], g_out[rows] = new, g_new
+        out, g_out, bad = self.projector.project(o2, a2)
         feasible = (g_out <= self.threshold).cpu().numpy()
         self.last_feasible = feasible[0] if single else feasible
         modified = bad.cpu().numpy()
@@ -250,113 +223,6 @@ class DensityConstrainedController:
                 )
         res = out.detach().cpu().numpy()
         return res[0] if single else res
-
-    def _clip(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(torch.maximum(a, self.low), self.high)
-
-    @torch.no_grad()
-    def _sample_project(self, obs: torch.Tensor, a0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched sampling search: ``obs[B, O]``, ``a0[B, A]`` -> (action ``[B, A]``, ``G`` ``[B]``).
-
-        Round 0: candidates around ``a0`` (noise scales 0.1x..3x ``noise_std``) and uniform in the box. Then
-        ``refine_rounds`` rounds of points on the segment ``a0 -> best`` and shrinking noise around ``best``.
-        """
-        b, k, ad = a0.shape[0], self.n_samples, self.act_dim
-        n_uni = max(1, k // 4)
-        n_loc = k - n_uni
-        scales = torch.tensor([0.1, 0.3, 1.0, 3.0], dtype=self.dtype, device=self.device)
-        sc = scales[torch.arange(n_loc, device=self.device) % len(scales)][None, :, None]
-        noise = torch.randn(b, n_loc, ad, generator=self._gen, device=self.device, dtype=self.dtype)
-        local = a0[:, None] + sc * self.noise_std * noise
-        u = torch.rand(b, n_uni, ad, generator=self._gen, device=self.device, dtype=self.dtype)
-        cand = self._clip(torch.cat([local, self.low + u * (self.high - self.low)], 1))  # [B, K, A]
-        best, g_best = self._pick(obs, a0, cand)
-        n_seg = k // 2
-        t = torch.linspace(0, 1, n_seg, dtype=self.dtype, device=self.device)[None, :, None]
-        for r in range(self.refine_rounds):
-            seg = a0[:, None] + t * (best - a0)[:, None]
-            scale = 0.5 * 0.3**r
-            fine = best[:, None] + scale * self.noise_std * torch.randn(
-                b, k - n_seg, ad, generator=self._gen, device=self.device, dtype=self.dtype
-            )
-            cand = self._clip(torch.cat([seg, fine, best[:, None]], 1))
-            best, g_best = self._pick(obs, a0, cand)
-        return best, g_best
-
-    def _pick(
-        self, obs: torch.Tensor, a0: torch.Tensor, cand: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Closest feasible candidate, else the least-violating: ``cand[B, K, A]`` -> ``[B, A]``, ``[B]``."""
-        g = self._cost(obs[:, None].expand(-1, cand.shape[1], -1), cand)  # [B, K]
-        feas = g <= self.threshold
-        dist = (cand - a0[:, None]).norm(dim=-1)
-        score = torch.where(feas, dist, torch.full_like(dist, float("inf")))
-        i_feas = score.argmin(1)
-        i_viol = torch.nan_to_num(g, nan=float("inf")).argmin(1)
-        idx = torch.where(feas.any(1), i_feas, i_viol)
-        ar = torch.arange(cand.shape[0], device=self.device)
-        return cand[ar, idx], g[ar, idx]
-
-    def _build_qp(self):
-        import cvxpy as cp
-
-        n = self.act_dim
-        a, a0, g = cp.Variable(n), cp.Parameter(n), cp.Parameter(n)
-        b = cp.Parameter()
-        lo = cp.Parameter(n, value=self.low.cpu().double().numpy())
-        hi = cp.Parameter(n, value=self.high.cpu().double().numpy())
-        prob = cp.Problem(cp.Minimize(cp.sum_squares(a - a0)), [g @ a <= b, a >= lo, a <= hi])
-        self._qp = (prob, a, a0, g, b)
-
-    def _qp_project(self, obs: torch.Tensor, a0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sequential QP per state (module docstring): ``obs[B, O]``, ``a0[B, A]`` -> ``[B, A]``, ``[B]``."""
-        import cvxpy as cp
-
-        if self._qp is None:
-            self._build_qp()
-        prob, var, p_a0, p_g, p_b = self._qp
-        cur = a0.clone()
-        best = a0.clone()
-        with torch.no_grad():
-            g_best = self._cost(obs, a0)
-        active = torch.ones(a0.shape[0], dtype=torch.bool, device=self.device)
-        margin = 1e-4 * (1.0 + abs(self.threshold))
-        for _ in range(self.qp_iters):
-            x = cur.detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                gval = self._cost(obs, x)
-                if not gval.requires_grad:
-                    break  # G is not differentiable: leave it to sampling
-                (grad,) = torch.autograd.grad(gval.sum(), x)
-            grad_np, g_np, x_np = (t.detach().cpu().double().numpy() for t in (grad, gval, x))
-            a0_np = a0.detach().cpu().double().numpy()
-            new = x_np.copy()
-            for i in range(a0.shape[0]):
-                gn = float(np.linalg.norm(grad_np[i]))
-                if not bool(active[i]) or not np.isfinite(gn) or gn < 1e-12 or not np.isfinite(g_np[i]):
-                    continue  # flat or undefined linearisation: nothing to project on
-                p_a0.value, p_g.value = a0_np[i], grad_np[i]
-                p_b.value = float(self.threshold - margin - g_np[i] + grad_np[i] @ x_np[i])
-                try:
-                    prob.solve(solver=cp.CLARABEL)
-                except cp.error.SolverError:
-                    continue
-                if var.value is not None and prob.status in ("optimal", "optimal_inaccurate"):
-                    new[i] = var.value
-            cur = self._clip(torch.as_tensor(new, dtype=self.dtype, device=self.device))
-            with torch.no_grad():
-                g_cur = self._cost(obs, cur)
-            ok_now = g_cur <= self.threshold
-            ok_best = g_best <= self.threshold
-            d_cur, d_best = (cur - a0).norm(dim=-1), (best - a0).norm(dim=-1)
-            better = (ok_now & (~ok_best | (d_cur < d_best))) | (~ok_now & ~ok_best & (g_cur < g_best))
-            better &= active
-            best = torch.where(better[:, None], cur, best)
-            g_best = torch.where(better, g_cur, g_best)
-            active &= ~ok_now
-            if not bool(active.any()):
-                break
-        return best, g_best
 
 
 class DensityConstrainedActionWrapper(gym.ActionWrapper):
