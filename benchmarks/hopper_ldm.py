@@ -45,32 +45,35 @@ import torch  # noqa: E402
 from _common import machine, out_dir, write_json  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from mbrl import train  # noqa: E402
 from mbrl.agent import MPCAgent  # noqa: E402
 from mbrl.models import ProbabilisticEnsemble  # noqa: E402
 from mbrl.penalties import EnsembleDisagreement  # noqa: E402
-from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
 from mbrl.tasks.hopper_gait import collect_gait_data  # noqa: E402
+from mbrl.train import PETSConfig  # noqa: E402
 from safe_density.density import GaussianMixtureDensity  # noqa: E402
-from safe_density.ldm import DensityConstrainedController, LyapunovDensityModel  # noqa: E402
+from safe_density.ldm import DensityConstrainedController, LDMConfig, LyapunovDensityModel  # noqa: E402
+
+#: The CPU-sized planner and model: overrides of the library's PETS defaults (``mbrl.train.PETSConfig``).
+_QUICK_PETS = PETSConfig(hidden=(128, 128, 128), epochs_per_episode=25, population=64, elites=8, iterations=3,
+                         horizon=8, particles=4)
+#: The LDM: the library's defaults (``LDMConfig``) with more steps and a faster target network on this data.
+_QUICK_LDM = LDMConfig(steps=4000, tau=0.05, density_components=16)
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """One run's settings. ``pets`` (model, optimiser, horizon, particles; ``epochs_per_episode`` is the
+    ensemble's training epochs on the gait data) and ``ldm`` are overrides of the library's configs; the other
+    fields are this experiment's own."""
+
+    pets: PETSConfig = _QUICK_PETS
+    ldm: LDMConfig = _QUICK_LDM
     gait_noises: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
     gait_episodes: int = 2
     gait_steps: int = 400
-    model_hidden: tuple[int, ...] = (128, 128, 128)
-    model_epochs: int = 25
-    ldm_steps: int = 4000
-    ldm_tau: float = 0.05
-    ldm_components: int = 16
     drop_before_fall: int = 10
-    population: int = 64
-    elites: int = 8
-    iterations: int = 3
-    horizon: int = 8
-    particles: int = 4
     episode_steps: int = 100
     seeds: int = 5
     targets: tuple[float, ...] = (1.0, -1.0)
@@ -82,10 +85,11 @@ class Settings:
 
 
 QUICK = Settings()
-FULL = Settings(gait_episodes=5, gait_steps=1000, model_hidden=(200, 200, 200, 200), model_epochs=100,
-                ldm_steps=10000, population=500, elites=50, iterations=5, horizon=30, particles=20,
-                episode_steps=500, seeds=10, ldm_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
-                greedy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99), wrap_quantiles=(0.5, 0.9))
+FULL = Settings(pets=PETSConfig(hidden=(200, 200, 200, 200), epochs_per_episode=100),  # the PETS planner
+                ldm=dataclasses.replace(_QUICK_LDM, steps=10000),
+                gait_episodes=5, gait_steps=1000, episode_steps=500, seeds=10,
+                ldm_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99), greedy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
+                wrap_quantiles=(0.5, 0.9))
 
 
 def target_reward(target: float):
@@ -114,14 +118,15 @@ def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
     t_data = time.perf_counter() - t0
     n, eps = data["obs"].shape[0], data["fell"].shape[0]
     print(f"gait data: {n} transitions, {eps} episodes, {int(data['fell'].sum())} falls ({t_data:.1f} s)")
-    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, hidden=s.model_hidden, device=device, seed=seed)
-    fit = model.fit((data["obs"], data["act"], data["next_obs"]), epochs=s.model_epochs, progress=progress,
-                    seed=seed)
+    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, ensemble_size=s.pets.ensemble_size,
+                                  hidden=s.pets.hidden, device=device, seed=seed)
+    fit = model.fit((data["obs"], data["act"], data["next_obs"]), epochs=s.pets.epochs_per_episode,
+                    batch_size=s.pets.batch_size, lr=s.pets.lr, holdout=s.pets.holdout, progress=progress, seed=seed)
     keep = safe_mask(data["terminated"], data["episode"], s.drop_before_fall)
     o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
-    density = GaussianMixtureDensity(s.ldm_components, device=device, seed=seed)
+    density = GaussianMixtureDensity(s.ldm.density_components, device=device, seed=seed)
     ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high, density=density,
-                               steps=s.ldm_steps, tau=s.ldm_tau, obs_indices=range(1, task.obs_dim), device=device,
+                               config=s.ldm, obs_indices=range(1, task.obs_dim), device=device,
                                seed=seed)
     ldm.fit(o, a, o2, progress=progress)
     with torch.no_grad():
@@ -166,12 +171,9 @@ def load_prep(path: Path, device) -> dict:
 
 def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_shapers=(), seed: int = 0,
                device=None, reward_fn=None) -> MPCAgent:
-    task = prep["task"]
-    return MPCAgent(prep["model"], reward_fn or target_reward(target), task.termination_fn, task.action_low,
-                    task.action_high, optimizer=CEM(population=s.population, elites=s.elites,
-                                                    iterations=s.iterations, alpha=0.1),
-                    horizon=s.horizon, particles=s.particles, propagation="ts_inf", constraints=constraints,
-                    reward_shapers=reward_shapers, device=device, seed=seed)
+    """The library's PETS agent (:func:`mbrl.train.make_agent` with ``s.pets``) walking to ``target``."""
+    return train.make_agent(prep["task"], prep["model"], s.pets, device, seed, constraints, reward_shapers,
+                            reward_fn=reward_fn or target_reward(target))
 
 
 def methods_for(s: Settings, prep: dict, which=("none", "greedy", "disagreement", "ldm", "wrap")) -> list[dict]:

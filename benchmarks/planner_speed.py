@@ -48,11 +48,17 @@ from mbrl.agent import MPCAgent  # noqa: E402
 from mbrl.models import ProbabilisticEnsemble, onednn_fused_available  # noqa: E402
 from mbrl.planning import CEM  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
+from mbrl.train import PETSConfig  # noqa: E402
 
-CANONICAL = dict(ensemble=5, hidden=(200, 200, 200, 200), population=500, elites=50, iterations=5,
-                 horizon=30, particles=20)
-QUICK = dict(ensemble=5, hidden=(200, 200, 200, 200), population=100, elites=10, iterations=3,
-             horizon=15, particles=5)
+
+def planner_spec(c: PETSConfig) -> dict:
+    """The planner fields of a library config, as the plain dict that mbrl-lib's side also reads."""
+    return dict(ensemble=c.ensemble_size, hidden=c.hidden, population=c.population, elites=c.elites,
+                iterations=c.iterations, horizon=c.horizon, particles=c.particles)
+
+
+CANONICAL = planner_spec(PETSConfig())  # the PETS defaults: 5 x 200^4, CEM 500/50 x 5, horizon 30, 20 particles
+QUICK = planner_spec(PETSConfig(population=100, elites=10, iterations=3, horizon=15, particles=5))
 MODES = ("fp32-eager", "fp32", "bf16", "bf16-matmul")
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_PY = ROOT / ".venv-mbrllib" / "bin" / "python"

@@ -26,13 +26,13 @@ from tqdm.auto import tqdm
 
 from mbrl.agent import MPCAgent
 from mbrl.buffer import ReplayBuffer
+from mbrl.common.serialization import atomic_write_text, load_state, save_state
+from mbrl.common.validation import check_int, check_threshold
 from mbrl.models import ProbabilisticEnsemble
 from mbrl.planning import CEM, ICEM, MPPI
 from mbrl.tasks import Task, make_task
-from mbrl.util.serialization import atomic_write_text, load_state, save_state
-from mbrl.util.validation import check_int, check_threshold
 
-__all__ = ["EpisodeEnd", "PETSConfig", "PRESETS", "episode_seed", "run_pets", "main"]
+__all__ = ["EpisodeEnd", "PETSConfig", "PRESETS", "episode_seed", "main", "make_agent", "run_pets"]
 
 
 @dataclass(frozen=True)
@@ -240,60 +240,28 @@ def run_pets(
             Stable-Baselines3 convention). Typical use: retrain a reward shaper on the episode's states,
             ``lambda end: shaper.update(end.next_obs)``; the next episode's agent plans with it.
     """
-    if isinstance(task, str):
-        t, name = make_task(task), task
-    elif isinstance(task, Task):
-        t, name = task, task.name
-    else:
-        raise ValueError(f"task must be a task name or an mbrl.tasks.Task, got {type(task).__name__}")
-    if config is not None and not isinstance(config, PETSConfig):
-        raise ValueError(f"config must be a PETSConfig, got {type(config).__name__}")
-    callbacks = tuple(callbacks)
-    for i, cb in enumerate(callbacks):
-        if not callable(cb):
-            raise ValueError(f"callbacks[{i}] must be callable, got {type(cb).__name__}")
+    t, name, cfg, callbacks = _check_run(task, config, callbacks)
     if stop_after is not None:
         stop_after = check_int("stop_after", stop_after, low=0)
-    cfg = config or PRESETS.get(name, {}).get("quick", PETSConfig())
     device = torch.device(device) if device is not None else torch.device("cpu")
+    out = Path(out_dir) if out_dir is not None else None
+    model, buffer, log, start = _initial_state(t, cfg, out, resume, device, seed)
     env = t.make_env()
     max_steps = cfg.max_episode_steps or t.max_episode_steps
-    out = Path(out_dir) if out_dir is not None else None
-
-    model = ProbabilisticEnsemble(t.obs_dim, t.act_dim, ensemble_size=cfg.ensemble_size, hidden=cfg.hidden,
-                                  device=device, seed=seed)
-    buffer = ReplayBuffer(cfg.buffer_capacity, t.obs_dim, t.act_dim)
-    log: list[dict] = []
-    start = 0
-    if resume:
-        if out is None or not (out / "checkpoint").exists():
-            raise ValueError("resume=True needs an out_dir holding a checkpoint")
-        model = ProbabilisticEnsemble.load(out / "checkpoint" / "model", device=device)
-        buffer = ReplayBuffer.load(out / "checkpoint" / "buffer")
-        _, meta = load_state(out / "checkpoint" / "run")
-        log, start = meta["log"], meta["episode"]
-
-    low, high = t.action_low, t.action_high
     total = cfg.warmup_episodes + cfg.episodes
     end = total if stop_after is None else min(total, start + stop_after)
     bar = tqdm(total=end - start, desc=f"PETS {name}", unit="ep", disable=not progress)
     for ep in range(start, end):
         ep_seed = episode_seed(seed, ep)
-        agent = None
         if ep < cfg.warmup_episodes:
             rng = np.random.default_rng(ep_seed)
-            policy = lambda _o, rng=rng: rng.uniform(low, high).astype(np.float32)  # noqa: E731
-            phase = "random"
-            fit_hist = None
+            policy = lambda _o, rng=rng: rng.uniform(t.action_low, t.action_high).astype(np.float32)  # noqa: E731
+            phase, fit_hist, agent = "random", None, None
         else:
             fit_hist = model.fit(buffer, epochs=cfg.epochs_per_episode, batch_size=cfg.batch_size, lr=cfg.lr,
                                  holdout=cfg.holdout, seed=ep_seed, progress=False)
-            agent = MPCAgent(model, t.reward_fn, t.termination_fn, low, high, optimizer=_make_optimizer(cfg),
-                             horizon=cfg.horizon, particles=cfg.particles, propagation=cfg.propagation,
-                             constraints=constraints, reward_shapers=reward_shapers, replan_every=cfg.replan_every,
-                             dtype=getattr(torch, cfg.dtype), device=device, seed=ep_seed)
-            policy = agent.act
-            phase = "mpc"
+            agent = make_agent(t, model, cfg, device, ep_seed, constraints, reward_shapers)
+            phase, policy = "mpc", agent.act
         stats, tr = _run_episode(env, policy, ep_seed, max_steps, buffer,
                                  min_steps=cfg.warmup_steps if phase == "random" else 0)
         row = {"episode": ep, "phase": phase, "env_steps": len(buffer), **stats}
@@ -306,17 +274,63 @@ def run_pets(
         bar.update(1)
         bar.set_postfix(ret=f"{stats['return']:.1f}", steps=len(buffer))
         if out is not None:
-            _write_logs(out, log)
-            save_state(out / "checkpoint" / "run", {"_": torch.zeros(1)},
-                       {"log": log, "episode": ep + 1, "task": name, "seed": seed,
-                        "config": dataclasses.asdict(cfg)})
-            model.save(out / "checkpoint" / "model")
-            buffer.save(out / "checkpoint" / "buffer")
+            _checkpoint(out, log, ep + 1, name, seed, cfg, model, buffer)
         if any(stop):
             break
     bar.close()
     env.close()
     return log
+
+
+def _check_run(task, config, callbacks) -> tuple[Task, str, PETSConfig, tuple]:
+    """Validate :func:`run_pets`'s task, config and callbacks; the config defaults to the task's "quick"."""
+    if isinstance(task, str):
+        t, name = make_task(task), task
+    elif isinstance(task, Task):
+        t, name = task, task.name
+    else:
+        raise ValueError(f"task must be a task name or an mbrl.tasks.Task, got {type(task).__name__}")
+    if config is not None and not isinstance(config, PETSConfig):
+        raise ValueError(f"config must be a PETSConfig, got {type(config).__name__}")
+    callbacks = tuple(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise ValueError(f"callbacks[{i}] must be callable, got {type(cb).__name__}")
+    return t, name, config or PRESETS.get(name, {}).get("quick", PETSConfig()), callbacks
+
+
+def _initial_state(t: Task, cfg: PETSConfig, out: Path | None, resume: bool, device, seed: int):
+    """``(model, buffer, log, first episode)``: fresh, or read from ``out/checkpoint`` when resuming."""
+    if not resume:
+        model = ProbabilisticEnsemble(t.obs_dim, t.act_dim, ensemble_size=cfg.ensemble_size, hidden=cfg.hidden,
+                                      device=device, seed=seed)
+        return model, ReplayBuffer(cfg.buffer_capacity, t.obs_dim, t.act_dim), [], 0
+    if out is None or not (out / "checkpoint").exists():
+        raise ValueError("resume=True needs an out_dir holding a checkpoint")
+    model = ProbabilisticEnsemble.load(out / "checkpoint" / "model", device=device)
+    buffer = ReplayBuffer.load(out / "checkpoint" / "buffer")
+    _, meta = load_state(out / "checkpoint" / "run")
+    return model, buffer, meta["log"], meta["episode"]
+
+
+def make_agent(t: Task, model, cfg: PETSConfig, device=None, seed: int = 0, constraints: Sequence = (),
+               reward_shapers: Sequence = (), reward_fn: Callable | None = None) -> MPCAgent:
+    """The MPC agent of one PETS episode: ``cfg``'s optimiser, horizon, particles and precision on task ``t``
+    (``reward_fn`` replaces the task's reward, e.g. a goal-directed one; the termination stays the task's)."""
+    return MPCAgent(model, reward_fn or t.reward_fn, t.termination_fn, t.action_low, t.action_high,
+                    optimizer=_make_optimizer(cfg), horizon=cfg.horizon, particles=cfg.particles,
+                    propagation=cfg.propagation, constraints=constraints, reward_shapers=reward_shapers,
+                    replan_every=cfg.replan_every, dtype=getattr(torch, cfg.dtype), device=device, seed=seed)
+
+
+def _checkpoint(out: Path, log: list[dict], next_episode: int, name: str, seed: int, cfg: PETSConfig,
+                model, buffer: ReplayBuffer) -> None:
+    """Write the logs and the checkpoint (model, buffer, run state) at an episode boundary, atomically."""
+    _write_logs(out, log)
+    save_state(out / "checkpoint" / "run", {"_": torch.zeros(1)},
+               {"log": log, "episode": next_episode, "task": name, "seed": seed, "config": dataclasses.asdict(cfg)})
+    model.save(out / "checkpoint" / "model")
+    buffer.save(out / "checkpoint" / "buffer")
 
 
 def _write_logs(out: Path, log: list[dict]) -> None:
