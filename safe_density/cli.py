@@ -195,6 +195,42 @@ def cmd_pets(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _kept_obs(drop: list[int] | None, o_dim: int) -> list[int]:
+    """The observation indices the LDM keeps (its ``obs_indices``) after ``--drop-obs``."""
+    drop = sorted(set(drop or []))
+    bad = [i for i in drop if not 0 <= i < o_dim]
+    if bad:
+        raise UsageError("--drop-obs", f"indices must lie in [0, {o_dim - 1}] (the buffer's observations have "
+                                       f"{o_dim} dimensions), got {bad}")
+    keep = [i for i in range(o_dim) if i not in drop]
+    if not keep:
+        raise UsageError("--drop-obs", f"would drop all {o_dim} observation dimensions")
+    return keep
+
+
+def _action_box(args: argparse.Namespace, act):
+    """The LDM's ``ActionBox`` from ``--action-low/--action-high`` (1 value or one per dimension; default:
+    the data's range), validated by the library's one bounds rule."""
+    from mbrl.common.action_box import ActionBox
+
+    a_dim, bounds = act.shape[1], {}
+    for opt, given, default in (("--action-low", args.action_low, act.min(0).values),
+                                ("--action-high", args.action_high, act.max(0).values)):
+        if given is None:
+            bounds[opt] = default.tolist()
+        elif len(given) in (1, a_dim):
+            bounds[opt] = list(given) * (a_dim // len(given))
+        else:
+            raise UsageError(opt, f"needs 1 or {a_dim} values (the buffer's actions have {a_dim} dimensions), "
+                                  f"got {len(given)}")
+    try:
+        return ActionBox(bounds["--action-low"], bounds["--action-high"], a_dim, names=("--action-low",
+                                                                                        "--action-high"))
+    except ValueError as exc:
+        opt = "--action-low" if args.action_low is not None else "--action-high"
+        raise UsageError(opt, str(exc)) from None
+
+
 def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     import torch
 
@@ -213,48 +249,28 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
         raise UsageError("--buffer", f"the buffer at {args.buffer} is empty")
     data = buf.all()
     o_dim, a_dim = data.obs.shape[1], data.act.shape[1]
-    drop = sorted(set(args.drop_obs or []))
-    bad = [i for i in drop if not 0 <= i < o_dim]
-    if bad:
-        raise UsageError("--drop-obs", f"indices must lie in [0, {o_dim - 1}] (the buffer's observations have "
-                                       f"{o_dim} dimensions), got {bad}")
-    keep = [i for i in range(o_dim) if i not in drop]
-    if not keep:
-        raise UsageError("--drop-obs", f"would drop all {o_dim} observation dimensions")
-    obs, nxt = data.obs[:, keep], data.next_obs[:, keep]
-    bounds = {}
-    for opt, given, default in (("--action-low", args.action_low, data.act.min(0).values),
-                                ("--action-high", args.action_high, data.act.max(0).values)):
-        if given is None:
-            bounds[opt] = default.tolist()
-        elif len(given) == 1:
-            bounds[opt] = given * a_dim
-        elif len(given) == a_dim:
-            bounds[opt] = list(given)
-        else:
-            raise UsageError(opt, f"needs 1 or {a_dim} values (the buffer's actions have {a_dim} dimensions), "
-                                  f"got {len(given)}")
-    low, high = bounds["--action-low"], bounds["--action-high"]
-    if any(lo >= hi for lo, hi in zip(low, high)):
-        opt = "--action-low" if args.action_low is not None else "--action-high"
-        raise UsageError(opt, f"each lower bound must be below its upper bound, got low {low}, high {high}")
+    keep = _kept_obs(args.drop_obs, o_dim)
+    box = _action_box(args, data.act)
     if args.density == "gmm" and args.components > len(buf):
         raise UsageError("--components", f"must be <= the number of transitions ({len(buf)}), got "
                                          f"{args.components}")
     dens = {"gmm": lambda: GaussianMixtureDensity(args.components, seed=args.seed),
             "flow": lambda: FlowDensity(seed=args.seed), "kde": lambda: GaussianKDE()}[args.density]()
-    ldm = LyapunovDensityModel(obs.shape[1], a_dim, low, high, density=dens, gamma=args.gamma,
-                               steps=args.steps, device=args.device or "cpu", seed=args.seed)
+    ldm = LyapunovDensityModel(o_dim, a_dim, box, None, density=dens, gamma=args.gamma, steps=args.steps,
+                               obs_indices=None if len(keep) == o_dim else keep, device=args.device or "cpu",
+                               seed=args.seed)
     print(f"fitting an LDM on {len(buf)} transitions: {args.density} density, {args.steps} gradient steps "
           f"(--steps for more)", file=sys.stderr)
-    hist = ldm.fit(obs, data.act, nxt, terminated=data.terminated if args.use_terminated else None,
+    hist = ldm.fit(data.obs, data.act, data.next_obs, terminated=data.terminated if args.use_terminated else None,
                    steps=args.steps, progress=True)
+    c = ldm.calibrate(data.obs, data.act, args.quantile)   # saved with the model: the default threshold
     out = Path(args.out)
     ldm.save(out / "ldm")
     with torch.no_grad():
-        e = ldm.energy(obs, data.act).cpu().numpy()
-        g = ldm.value(obs, data.act).cpu().numpy()
-    summary = {"transitions": len(buf), "kept_obs_dims": keep, "steps": args.steps, "energy_quantiles":
+        e = ldm.energy(data.obs, data.act).cpu().numpy()
+        g = ldm.value(data.obs, data.act).cpu().numpy()
+    summary = {"transitions": len(buf), "kept_obs_dims": keep, "steps": args.steps,
+               "calibration": ldm.calibration, "threshold": c, "energy_quantiles":
                {q: float(np.quantile(e, q)) for q in (0.1, 0.5, 0.9, 0.99)},
                "ldm_quantiles": {q: float(np.quantile(g, q)) for q in (0.1, 0.5, 0.9, 0.99)},
                "final_loss": hist["loss"][-1] if hist["loss"] else None, "model": str(out / "ldm")}
@@ -263,6 +279,7 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(e, bins=50, alpha=0.6, label="energy E(s,a)")
     ax.hist(g, bins=50, alpha=0.6, label="LDM G(s,a)")
+    ax.axvline(c, color="k", ls="--", lw=1, label=f"threshold c (q={args.quantile:g})")
     ax.set_xlabel("value on the data")
     ax.legend()
     fig.tight_layout()
@@ -385,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="density model for the energies E = -log p(s, a)")
     s.add_argument("--components", type=_int_at_least(1), default=16, help="Gaussian-mixture components (gmm)")
     s.add_argument("--drop-obs", type=_int_at_least(0), nargs="*", default=None,
-                   help="observation indices left out of the density (e.g. 0 for Hopper's x position)")
+                   help="observation indices the LDM ignores (its obs_indices; e.g. 0 for Hopper's x position); "
+                        "the saved model still takes full observations")
     s.add_argument("--gamma", type=_real(0.0, 1.0, low_open=True), default=0.99,
                    help="discount of the LDM backup, in (0, 1] (design.md)")
     s.add_argument("--steps", type=_int_at_least(0), default=FIT_LDM_STEPS,
@@ -394,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="action lower bounds, 1 value or one per action dimension (default: data min)")
     s.add_argument("--action-high", type=_real(), nargs="+", default=None,
                    help="action upper bounds, 1 value or one per action dimension (default: data max)")
+    s.add_argument("--quantile", type=_real(0.0, 1.0), default=0.5,
+                   help="threshold c = this quantile of G over the buffer's own (s, a) pairs, stored in the "
+                        "checkpoint (LyapunovDensityModel.calibrate; the wrapper and constraint() use it)")
     s.add_argument("--use-terminated", action="store_true",
                    help="treat terminated transitions as having no future (otherwise: as ordinary transitions)")
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")

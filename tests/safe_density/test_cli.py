@@ -79,6 +79,32 @@ def test_fit_ldm_drops_observations(tmp_path, saved_buffer):
     assert main(["fit-ldm", "--buffer", str(saved_buffer), "--out", str(tmp_path / "o"), "--steps", "2",
                  "--components", "2", "--drop-obs", "0"]) == 0
     assert json.loads((tmp_path / "o" / "ldm_summary.json").read_text())["kept_obs_dims"] == [1]
+    from safe_density.ldm import LyapunovDensityModel
+
+    # the feature selection lives in the model (obs_indices): it takes full observations and ignores obs[0]
+    ldm = LyapunovDensityModel.load(tmp_path / "o" / "ldm")
+    assert ldm.obs_indices == (1,) or list(ldm.obs_indices) == [1]
+    o, a = torch.zeros(4, 2), torch.zeros(4, 1)
+    o2 = o.clone()
+    o2[:, 0] = 100.0
+    assert torch.equal(ldm.value(o, a), ldm.value(o2, a))
+
+
+def test_fit_ldm_stores_the_calibrated_threshold(tmp_path, saved_buffer):
+    """--quantile sets c = that quantile of G on the buffer; it is saved, and the wrapper uses it unasked."""
+    from mbrl.buffer import ReplayBuffer
+    from safe_density.ldm import DensityConstrainedController, LyapunovDensityModel
+
+    assert main(["fit-ldm", "--buffer", str(saved_buffer), "--out", str(tmp_path / "o"), "--steps", "5",
+                 "--components", "2", "--quantile", "0.25"]) == 0
+    summary = json.loads((tmp_path / "o" / "ldm_summary.json").read_text())
+    ldm = LyapunovDensityModel.load(tmp_path / "o" / "ldm")
+    assert ldm.calibration["quantile"] == 0.25 and summary["threshold"] == ldm.calibration["ldm"]
+    data = ReplayBuffer.load(saved_buffer).all()
+    g = ldm.value(data.obs, data.act)
+    assert abs(float((g <= summary["threshold"] + 1e-6).float().mean()) - 0.25) < 0.05
+    assert DensityConstrainedController(lambda o: np.zeros(1), ldm).threshold == summary["threshold"]
+    assert ldm.constraint().threshold == summary["threshold"]
 
 
 def _files(tmp_path):
