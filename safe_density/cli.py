@@ -6,6 +6,9 @@
     safe-density bench hopper_ldm --quick                                      # any benchmark script
     safe-density demo                                                          # the main job
 
+``bench`` and ``demo`` run the scripts of a checkout's ``benchmarks/`` or, from an installed wheel, the copies
+it ships under ``<prefix>/share/safe-density/benchmarks``; results go to ``./results``.
+
 Every command writes its results as JSON (and a PNG where a picture helps) and prints where they are.
 A user error (a missing file, a nonsense value, an option that does not fit the data) is reported as one
 line naming the option, with exit status 2; set SAFE_DENSITY_DEBUG=1 to see the Python traceback instead.
@@ -153,11 +156,24 @@ def _load_array(path: str, option: str) -> np.ndarray:
     return arr
 
 
+#: Where the wheel installs the benchmark scripts, below the installation prefix (pyproject.toml, data-files).
+BENCHMARKS_DATA = Path("share") / "safe-density" / "benchmarks"
+
+
 def _benchmarks_dir() -> Path:
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (base / "benchmarks").is_dir():
-            return base / "benchmarks"
-    raise UsageError("name", "benchmarks/ not found: run from a checkout of the safe_density repository")
+    """The benchmark scripts: a checkout's ``benchmarks/`` (editable install), else the copies the wheel
+    installed under ``<prefix>/share/safe-density/benchmarks`` (``sys.prefix``, or the user base for
+    ``pip install --user``)."""
+    import site
+
+    candidates = [Path(__file__).resolve().parent.parent / "benchmarks"]
+    candidates += [Path(base) / BENCHMARKS_DATA for base in (sys.prefix, sys.base_prefix, site.USER_BASE) if base]
+    for d in candidates:
+        if (d / "demo.py").is_file():
+            return d
+    raise UsageError("name", "the benchmark scripts were not found (looked in "
+                             f"{', '.join(str(c) for c in candidates)}): install the safe-density wheel, which "
+                             "ships them, or run from a checkout of the repository")
 
 
 def _save_png(fig, path: Path) -> None:
