@@ -96,10 +96,8 @@ class DensityConstrainedController:
         seed: int | None = 0,
         warn: bool = True,
     ) -> None:
-        if controller is not None and not (
-            callable(controller) or hasattr(controller, "act") or hasattr(controller, "predict")
-        ):
-            raise ValueError("controller must be callable or have an act(obs) or predict(obs) method")
+        # the Controller contract (mbrl.contracts): act(obs) as is; predict(obs) and plain callables adapted
+        self._ctl = None if controller is None else as_controller(controller)
         cost_fn = as_cost_fn(ldm)
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -144,10 +142,8 @@ class DensityConstrainedController:
         if self.controller is None:
             raise RuntimeError("no controller to call: use filter(obs, act) or pass a controller")
 
-        ctl = as_controller(self.controller)   # the Controller contract (mbrl.contracts): act / predict / callable
-
         def call(o):
-            out = ctl.act(o)
+            out = self._ctl.act(o)
             if isinstance(out, torch.Tensor):
                 out = out.detach().cpu().numpy()
             return np.asarray(out, dtype=np.float64)
@@ -155,8 +151,8 @@ class DensityConstrainedController:
         if not batched:
             return call(obs)
         try_batch = self.controller_batched
-        if try_batch is None:  # auto: objects with act() (MPCAgent) take one observation; others a batch
-            try_batch = not (hasattr(self.controller, "act") and callable(self.controller.act))
+        if try_batch is None:  # auto: Controllers (act, e.g. MPCAgent) take one observation; adapted ones a batch
+            try_batch = self._ctl is not self.controller
         if try_batch:
             out = call(obs)
             if out.shape == (obs.shape[0], self.act_dim) or self.controller_batched:
@@ -180,8 +176,8 @@ class DensityConstrainedController:
 
     def reset(self) -> None:
         """Reset the wrapped controller (if it has ``reset``) between episodes."""
-        if self.controller is not None and callable(getattr(self.controller, "reset", None)):
-            self.controller.reset()
+        if self._ctl is not None and callable(getattr(self._ctl, "reset", None)):
+            self._ctl.reset()
 
     # ------------------------------------------------------------------ the filter
     def filter(self, obs, act) -> np.ndarray:
