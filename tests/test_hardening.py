@@ -11,9 +11,11 @@ import pytest
 import torch
 
 import mbrl.common.serialization as serialization
+from mbrl.agent import MPCAgent
 from mbrl.buffer import ReplayBuffer
 from mbrl.common.serialization import load_state, save_state
 from mbrl.models.ensemble import ProbabilisticEnsemble
+from mbrl.planning import CEM
 from safe_density.mural import MuralConfig, MuralReward
 from safe_density.rcad import rcad_loss
 
@@ -398,25 +400,20 @@ def _rcad_run():
 
 
 def _agent_run():
-    agent_mod = pytest.importorskip("mbrl.agent")
-    planning = pytest.importorskip("mbrl.planning")
-    try:
-        model = _model(0)
-        agent = agent_mod.MPCAgent(
-            model,
-            lambda o, a, n: -n.square().sum(-1),
-            None,
-            -np.ones(2),
-            np.ones(2),
-            optimizer=planning.CEM(population=32, elites=4, iterations=2),
-            horizon=3,
-            particles=2,
-            seed=11,
-        )
-        obs = np.array([0.5, -0.2, 0.1], dtype=np.float32)
-        acts = [agent.act(obs) for _ in range(2)]
-    except (TypeError, AttributeError) as exc:  # the agent API changed: not this test's business
-        pytest.skip(f"MPCAgent API differs: {exc}")
+    model = _model(0)
+    agent = MPCAgent(
+        model,
+        lambda o, a, n: -n.square().sum(-1),
+        None,
+        -np.ones(2),
+        np.ones(2),
+        optimizer=CEM(population=32, elites=4, iterations=2),
+        horizon=3,
+        particles=2,
+        seed=11,
+    )
+    obs = np.array([0.5, -0.2, 0.1], dtype=np.float32)
+    acts = [agent.act(obs) for _ in range(2)]
     return [torch.as_tensor(np.asarray(a)) for a in acts]
 
 

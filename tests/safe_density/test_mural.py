@@ -208,7 +208,7 @@ def test_regularizer_hook_is_used(problem):
 
 
 def test_rcad_regularizer(problem):
-    rcad = pytest.importorskip("safe_density.rcad")
+    from safe_density import rcad
     p = problem
     a = train_classifier(p["model"], p["params"], p["x"], p["y"], steps=5, lr=1e-2,
                          regularizer=rcad.RCAD(step_size=0.5, weight=0.2))
