@@ -68,10 +68,15 @@ class ActionBox:
             lo, hi = lo.reshape(-1), hi.reshape(-1)
         want = lo.shape[0] if act_dim is None else int(act_dim)
         for name, b in zip(names, (lo, hi)):
-            if b.shape != (want,) or want == 0:
+            if want == 0 or b.shape[0] == 0:
+                raise ValueError(f"{name} must have at least one entry (one bound per action dimension), got none")
+            if b.shape != (want,):
                 raise ValueError(f"{name} must have shape ({want},) (one bound per action dimension), "
                                  f"got {tuple(b.shape)}")
-        self.low, self.high = lo, hi
+        if not bool(torch.isfinite(hi - lo).all()):
+            raise ValueError(f"{names[1]} - {names[0]} overflows {dtype}: the box is too wide to sample from")
+        # own copies: a caller who later edits its tensors cannot break low <= high behind the box's back
+        self.low, self.high = lo.clone(), hi.clone()
 
     @classmethod
     def of(cls, box: ActionBox | None, low=None, high=None, **kwargs) -> ActionBox:

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mbrl.common.seeding import check_seed, make_generator
-from mbrl.common.validation import as_tensor, check_int, check_threshold
+from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 
 __all__ = ["FitConfig", "fit_ensemble", "unpack_transitions"]
 
@@ -43,9 +43,8 @@ class FitConfig:
     max_holdout: int = 5000
 
     def __post_init__(self) -> None:
-        check = {"epochs": (1, 10**9), "batch_size": (1, 10**12), "patience": (1, 10**9), "max_holdout": (0, 10**12)}
-        for name, (lo, hi) in check.items():
-            object.__setattr__(self, name, check_int(name, getattr(self, name), low=lo, high=hi))
+        for name, lo in {"epochs": 1, "batch_size": 1, "patience": 1, "max_holdout": 0}.items():
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low=lo, high=INT_MAX))
         object.__setattr__(self, "seed", check_seed("seed", self.seed))
         object.__setattr__(self, "lr", check_threshold("lr", self.lr, low=0.0, high=1e6, inclusive=False))
         object.__setattr__(self, "holdout", check_threshold("holdout", self.holdout, low=0.0, high=1.0,
