@@ -50,6 +50,7 @@ class TrajectoryOptimizer:
     def __init__(self, low=None, high=None) -> None:
         given = low is not None or high is not None
         self.low, self.high = self._bounds(low, high) if given else (None, None)
+        self._last_bounds: tuple | None = None  # (low, high) objects given to optimize last, and their tensors
         #: ``(plan[B, H, A], score[B], violation[B])``: the best-ranked sample of the last ``optimize`` call
         #: (constrained ranking), always ``[B, ...]``-batched; None before the first call.
         self.last_best: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -77,8 +78,12 @@ class TrajectoryOptimizer:
             if self.low is None:
                 raise ValueError("low and high (action bounds) must be given to the constructor or optimize")
             lo, hi = self.low, self.high
+        elif self._last_bounds is not None and low is self._last_bounds[0] and high is self._last_bounds[1]:
+            lo, hi = self._last_bounds[2:]  # the same objects as last call (an agent's ActionBox): checked once
         else:
             lo, hi = self._bounds(low, high)
+            # remembered only when no copy was made, so a later call with the same objects sees their values
+            self._last_bounds = (low, high, lo, hi) if (lo is low and hi is high) else None
         try:
             lo = torch.broadcast_to(lo.to(mean.device), mean.shape).contiguous()
             hi = torch.broadcast_to(hi.to(mean.device), mean.shape).contiguous()

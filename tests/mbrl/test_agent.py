@@ -369,3 +369,22 @@ def test_cuda_graph_planning_matches_eager_quality(dtype):
         if graphs:
             assert agent._use_graphs and len(agent._graphs) >= 1  # the graph path really ran
     assert finals[True] < 0.15 and finals[False] < 0.15
+
+
+def test_agent_bounds_are_checked_once_not_at_every_plan(monkeypatch):
+    """The agent's ActionBox is validated at construction; the optimiser checks the same box objects once and
+    then reuses them (no per-plan validation or host sync), while new bounds given to it are checked again."""
+    import mbrl.planning.base as base
+
+    calls = []
+    real = base.check_bounds
+    monkeypatch.setattr(base, "check_bounds", lambda *a, **k: calls.append(1) or real(*a, **k))
+    agent = MPCAgent(FakeEnsemble(2, 1, OFFSETS), final_square, None, [-1.0], [1.0],
+                     optimizer=CEM(population=16, elites=4, iterations=2), horizon=3, particles=5, seed=0)
+    for _ in range(4):
+        a = agent.act(np.zeros(2, np.float32))
+        assert -1.0 <= float(a[0]) <= 1.0
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="low must be <= high"):
+        agent.optimizer.optimize(lambda x: x.sum((-1, -2)), torch.zeros(3, 1), low=torch.ones(1), high=-torch.ones(1))
+    assert len(calls) == 2
