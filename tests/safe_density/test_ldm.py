@@ -466,3 +466,28 @@ def test_save_is_atomic_with_the_density(tmp_path, monkeypatch):
     after = LyapunovDensityModel.load(tmp_path / "ldm")
     assert torch.equal(after.value(o, a), before.value(o, a))
     assert [p.name for p in tmp_path.iterdir()] == ["ldm"]           # no temporary folder left behind
+
+
+def test_two_critics_take_the_pessimistic_maximum_and_round_trip(tmp_path):
+    """n_critics=2 (the authors' double critic): G_phi is the larger critic, so G is never below what either
+    critic alone says; checkpoints keep both; a one-critic model keeps the old single-MLP layout."""
+    from safe_density.ldm import LDMConfig
+
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(200, 2, generator=g), torch.rand(200, 1, generator=g) * 2 - 1
+    cfg = LDMConfig(hidden=(16,), steps=40, n_critics=2)
+    ldm = LyapunovDensityModel(2, 1, [-1.0], [1.0], config=cfg, seed=0)
+    ldm.fit(obs, act, obs + 0.1 * act, progress=False)
+    x, u = torch.randn(9, 2, generator=g), torch.rand(9, 1, generator=g) * 2 - 1
+    heads = ldm.net(ldm._features(ldm._select(x), u)) * ldm.e_std + ldm.e_mean           # [9, 2]
+    assert heads.shape == (9, 2) and not torch.allclose(heads[:, 0], heads[:, 1])
+    v = ldm.value(x, u)
+    assert torch.allclose(v, torch.maximum(ldm.energy(x, u), heads.max(-1).values), atol=1e-5)
+    assert bool((v >= heads.min(-1).values - 1e-5).all())
+    ldm.save(tmp_path / "two")
+    back = LyapunovDensityModel.load(tmp_path / "two")
+    assert back.config.n_critics == 2 and torch.allclose(back.value(x, u), v, atol=1e-6)
+    one = LyapunovDensityModel(2, 1, [-1.0], [1.0], hidden=(16,), seed=0)
+    assert isinstance(one.net, torch.nn.Sequential)          # the layout of checkpoints saved before n_critics
+    with pytest.raises(ValueError, match="n_critics"):
+        LDMConfig(n_critics=0)
