@@ -36,8 +36,8 @@ from mbrl.common.serialization import atomic_write_text  # noqa: E402
 from safe_density.mural import MuralConfig, MuralReward  # noqa: E402
 
 # the benchmark's CPU settings (its planner and LDM), with less gait data, 3 episodes and one target
-DEMO = Settings(gait_steps=300, seeds=3, targets=(1.0,), ldm_quantiles=(0.5,), loose_offsets=(),
-                greedy_quantiles=(0.5,), wrap_quantiles=())
+DEMO = Settings(gait_steps=300, seeds=3, targets=(1.0,), ldm_quantiles=(0.5,), ldm_energy_quantiles=(),
+                loose_offsets=(), greedy_quantiles=(0.5,), wrap_quantiles=())
 
 
 def mural_reward(prep: dict, target: float, seed: int, device) -> MuralReward:

@@ -78,8 +78,10 @@ class Settings:
     seeds: int = 5
     targets: tuple[float, ...] = (1.0, -1.0)
     ldm_quantiles: tuple[float, ...] = (0.5, 0.9)
+    # the authors' rule, c = a percentile of E on the data, shared by the greedy rows: LDM vs greedy at equal c
+    ldm_energy_quantiles: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
     loose_offsets: tuple[float, ...] = (20.0, 200.0)
-    greedy_quantiles: tuple[float, ...] = (0.5, 0.9)
+    greedy_quantiles: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
     wrap_quantiles: tuple[float, ...] = (0.5,)
     disagreement_weight: float = 10.0
 
@@ -89,6 +91,7 @@ FULL = Settings(pets=PETSConfig(hidden=(200, 200, 200, 200), epochs_per_episode=
                 ldm=dataclasses.replace(_QUICK_LDM, steps=10000),
                 gait_episodes=5, gait_steps=1000, episode_steps=500, seeds=10,
                 ldm_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99), greedy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
+                ldm_energy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
                 wrap_quantiles=(0.5, 0.9))
 
 
@@ -135,6 +138,8 @@ def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
     thresholds = {}
     for q in s.ldm_quantiles:
         thresholds[f"q{q:g}"] = ("ldm", q, float(np.quantile(g_data, q)))
+    for q in s.ldm_energy_quantiles:  # the same c as the greedy row of that quantile: a like-for-like comparison
+        thresholds[f"E-q{q:g}"] = ("ldm", q, float(np.quantile(e_data, q)))
     for off in s.loose_offsets:
         thresholds[f"max+{off:g}"] = ("ldm", None, float(g_data.max() + off))
     greedy = {f"q{q:g}": ("greedy", q, float(np.quantile(e_data, q))) for q in s.greedy_quantiles}
@@ -333,14 +338,15 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     for ax, key, label in zip(axes, ["falls_per_episode", "progress"],
                               ["falls per episode", "progress toward the target x (m)"]):
         for m, style in [("ldm", "o-"), ("greedy", "s--"), ("ldm-wrap", "^")]:
-            rs = [t for t in table if t["method"] == m]
+            rs = sorted((t for t in table if t["method"] == m), key=lambda t: t["threshold"])
             if rs:
-                ax.plot([t["label"] for t in rs], [t[key] for t in rs], style, label=m)
+                ax.plot([t["threshold"] for t in rs], [t[key] for t in rs], style, label=m)
         for m, c in [("none", "k"), ("disagreement", "C3")]:
             rs = [t for t in table if t["method"] == m]
             if rs:
                 ax.axhline(rs[0][key], color=c, ls=":", label=m)
-        ax.set_xlabel("threshold c (quantile of G / E on the data; max+k: past the data) - looser to the right")
+        ax.set_xscale("symlog", linthresh=30)
+        ax.set_xlabel("threshold c (LDM: G <= c, greedy: E <= c), looser ->")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
     axes[0].set_ylim(-0.05, 1.05)
