@@ -334,7 +334,8 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
         visited = _background(ex, states, args.background, args.seed)
         source = f"{args.background} uniform background states (no --visited given)"
         print(f"no --visited given: label-0 data are {source}", file=sys.stderr)
-    cfg = MuralConfig.small() if args.small else MuralConfig()
+    # default: the library's choice for the device (published sizes on CUDA, CPU presets otherwise)
+    cfg = MuralConfig.small() if args.small else None
     mr = MuralReward(ex, method=args.method, seed=args.seed, config=cfg, device=args.device or "cpu")
     mr.update(visited, progress=True)
     r = mr(states).detach().cpu().numpy()
@@ -342,10 +343,9 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
     npy = io.BytesIO()
     np.save(npy, r.astype(np.float32), allow_pickle=False)
     atomic_write_bytes(out / "rewards.npy", npy.getvalue())
-    atomic_write_text(out / "rewards.json", json.dumps({"method": args.method, "n": int(r.shape[0]),
-                                                        "visited": source, "mean": float(r.mean()),
-                                                        "min": float(r.min()), "max": float(r.max()),
-                                                        "rewards": r.tolist()}))
+    summary = {"method": args.method, "config": mr.preset, "n": int(r.shape[0]), "visited": source,
+               "mean": float(r.mean()), "min": float(r.min()), "max": float(r.max()), "rewards": r.tolist()}
+    atomic_write_text(out / "rewards.json", json.dumps(summary))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     if states.shape[1] >= 2:
@@ -446,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="meta_nml (fast, MURAL), cnml (exact, slow), classifier (VICE-like baseline)")
     s.add_argument("--background", type=_int_at_least(1), default=256,
                    help="number of uniform label-0 states used when --visited is not given")
-    s.add_argument("--small", action="store_true", help="CPU-sized classifier (MuralConfig.small())")
+    s.add_argument("--small", action="store_true",
+                   help="force the CPU-sized classifier (MuralConfig.small()); default: MuralConfig.for_device "
+                        "(the published 2 x 2048 sizes on CUDA, the CPU presets otherwise)")
     s.add_argument("--out", required=True, help="output folder: rewards.npy, rewards.json, rewards.png")
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
     s.add_argument("--seed", type=int, default=0, help="seed")

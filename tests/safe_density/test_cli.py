@@ -121,7 +121,8 @@ def test_mural_reward_from_files(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 0
     r = np.load(tmp_path / "r" / "rewards.npy", allow_pickle=False)
     assert r.shape == (2,) and r[0] > r[1]
-    assert json.loads((tmp_path / "r" / "rewards.json").read_text())["n"] == 2
+    summary = json.loads((tmp_path / "r" / "rewards.json").read_text())
+    assert summary["n"] == 2 and summary["config"] == "custom"  # --small: the preset the user forced
     assert f"wrote {tmp_path / 'r' / 'rewards.npy'}" in capsys.readouterr().out
 
 
@@ -133,6 +134,15 @@ def test_mural_reward_without_visited(tmp_path, capsys):
     r = np.load(tmp_path / "r" / "rewards.npy")
     assert r.shape == (2,) and np.isfinite(r).all() and r[0] > r[1]
     assert "no --visited given" in capsys.readouterr().err
+
+
+def test_mural_reward_default_config_is_the_librarys_choice_for_the_device(tmp_path):
+    """Without --small the CLI lets MuralReward pick (MuralConfig.for_device): the CPU preset here, not the
+    published 2 x 2048 networks that take minutes on a CPU."""
+    _files(tmp_path)
+    assert main(["mural-reward", "--examples", str(tmp_path / "ex.npy"), "--visited", str(tmp_path / "seen.csv"),
+                 "--states", str(tmp_path / "q.npy"), "--method", "classifier", "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "rewards.json").read_text())["config"] == "small"
 
 
 def _user_error(argv, capsys) -> str:
