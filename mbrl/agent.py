@@ -289,7 +289,8 @@ class MPCAgent:
         if best is not None and tuple(best[0].shape) == tuple(plan.shape):
             cands.append(best[0].to(plan.device, plan.dtype))
         stacked = torch.stack(cands, 1)                                          # [B, k, H, A]
-        if all(constraint_placement(c) == "current" for c in self.constraints):
+        all_current = all(constraint_placement(c) == "current" for c in self.constraints)
+        if all_current:
             # feasibility is a property of the real state and the first action: no rollout needed
             current = [(c, float(c.threshold)) for c in self.constraints]
             viol = current_violation(current, obs.to(self.dtype), stacked.to(self.dtype), torch.float32)
@@ -307,8 +308,7 @@ class MPCAgent:
             use_best &= False
         chosen = torch.where(use_best, feasible[:, -1], feasible[:, 0])
         self.stats["replaced_by_best"] += int((use_best & chosen).sum())
-        if self.projection_samples and not bool(chosen.all()) and all(
-                constraint_placement(c) == "current" for c in self.constraints):
+        if self.projection_samples and all_current and not bool(chosen.all()):
             plan, chosen = self._project_first_action(obs, plan, chosen)
         self.stats["infeasible"] += int((~chosen).sum())
         return plan
