@@ -78,13 +78,6 @@ class ActionBox:
         # own copies: a caller who later edits its tensors cannot break low <= high behind the box's back
         self.low, self.high = lo.clone(), hi.clone()
 
-    @classmethod
-    def of(cls, box: ActionBox | None, low=None, high=None, **kwargs) -> ActionBox:
-        """``box`` if given (moved to ``device``/``dtype``), else ``ActionBox(low, high, **kwargs)``."""
-        if box is not None:
-            return cls(box, None, **kwargs)
-        return cls(low, high, **kwargs)
-
     # ------------------------------------------------------------------ properties
     @property
     def act_dim(self) -> int:
