@@ -57,6 +57,7 @@ def run_grid(
     num_cpus_per_task: float = 1.0,
     num_gpus_per_task: float = 0.0,
     progress: bool = True,
+    runtime_env: Mapping[str, Any] | None = None,
     **fixed: Any,
 ) -> list[dict[str, Any]]:
     """Evaluate ``fn(**point, **fixed)`` at every grid point; return one merged row per point.
@@ -65,6 +66,9 @@ def run_grid(
         backend: ``"serial"`` (a loop in this process) or ``"ray"`` (one Ray task per point; a local
             Ray instance unless ``address`` names a cluster, e.g. ``"auto"`` or ``"ray://host:10001"``).
         num_cpus_per_task, num_gpus_per_task: Ray resources per grid point.
+        runtime_env: Ray's runtime environment for the workers when this call starts Ray, e.g.
+            ``{"env_vars": {"PYTHONPATH": folder}}`` so that they import ``fn``'s module from a folder that is
+            not a package (a benchmark script).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -84,7 +88,8 @@ def run_grid(
                 "backend='ray' needs the 'sweep' extra: pip install 'safe-density[sweep]'"
             ) from exc
         if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                     runtime_env=dict(runtime_env) if runtime_env else None)
         remote = ray.remote(num_cpus=num_cpus_per_task, num_gpus=num_gpus_per_task)(fn)
         refs = [remote.remote(**p, **fixed) for p in points]
         results = []

@@ -123,46 +123,14 @@ def collect_gait_data(
     seed: int = 0,
     task=None,
 ) -> dict[str, np.ndarray]:
-    """Roll out every gait at every noise level; returns float32 arrays of all transitions.
+    """Roll out every gait at every noise level (:func:`mbrl.policies.collect_rollouts`); float32 arrays.
 
     Returns:
         ``{"obs": [N, 12], "act": [N, 3], "next_obs": [N, 12], "terminated": [N] bool, "truncated": [N] bool,
-        "episode": [N] int (episode index), "fell": [episodes] bool, "steps": [episodes] int}``.
+        "episode": [N] int (episode index), "fell": [episodes] bool, "steps": [episodes] int,
+        "setting": [episodes] int}``.
     """
-    from mbrl.tasks import make_task
+    from mbrl.policies.rollouts import collect_rollouts
 
-    if int(episodes_per_setting) < 1 or int(max_steps) < 1:
-        raise ValueError("episodes_per_setting and max_steps must be >= 1")
-    task = task or make_task("Hopper-v5")
-    env = task.make_env()
-    keys = ("obs", "act", "next_obs", "terminated", "truncated", "episode")
-    out: dict[str, list] = {k: [] for k in keys}
-    fell, steps = [], []
-    ep = 0
-    for g in gaits:
-        for noise in noises:
-            for k in range(int(episodes_per_setting)):
-                ctl = HopperGait(g, noise=noise, seed=seed * 7919 + ep)
-                obs, _ = env.reset(seed=seed * 1000 + ep)
-                term = False
-                for t in range(int(max_steps)):
-                    a = ctl.act(obs)
-                    nxt, _, term, trunc, _ = env.step(a)
-                    last = t == int(max_steps) - 1
-                    for key, v in zip(keys, (obs, a, nxt, term, bool(trunc or (last and not term)), ep)):
-                        out[key].append(v)
-                    obs = nxt
-                    if term or trunc:
-                        break
-                fell.append(bool(term))
-                steps.append(t + 1)
-                ep += 1
-                del k
-    env.close()
-    res = {k: np.asarray(v, dtype=np.float32) for k, v in out.items() if k in ("obs", "act", "next_obs")}
-    res["terminated"] = np.asarray(out["terminated"], dtype=bool)
-    res["truncated"] = np.asarray(out["truncated"], dtype=bool)
-    res["episode"] = np.asarray(out["episode"], dtype=np.int64)
-    res["fell"] = np.asarray(fell, dtype=bool)
-    res["steps"] = np.asarray(steps, dtype=np.int64)
-    return res
+    return collect_rollouts(lambda g, noise, s: HopperGait(g, noise=noise, seed=s), list(gaits), noises,
+                            episodes_per_setting, max_steps, seed, task)
