@@ -1,39 +1,44 @@
 """The LDM paper's Hopper experiment (Kang et al., ICML 2022, Sec. 6): MPC with a learned model, hopping to
-target x positions, with and without density constraints.
+target x positions ahead of and behind the start, with and without density constraints.
 
-Pipeline (``--quick`` sizes are the defaults of :class:`Settings`):
+Pipeline (``--preset quick`` sizes are the defaults of :class:`Settings`):
 
-1. **Behaviour data that hop without falling** (the paper's setting): the scripted gaits of
-   ``mbrl.tasks.hopper_gait`` (forward and backward), at several action-noise levels. The quiet copies never
-   fall, the noisier ones sometimes do, so falling is what leaves the data.
-2. **Models**, all fitted on the gait data only: a PETS ensemble (dynamics), a Gaussian-mixture density over
-   (s without x, a) and the learned LDM ``G(s, a)`` on the same features (``obs_indices`` drops x: the gait is
-   translation invariant and a target x outside the data must not count as leaving it). The density and the
-   LDM leave out the last ``drop_before_fall`` steps before each fall. Thresholds come from
-   ``LyapunovDensityModel.calibrate``: quantiles of ``G`` on the data for the LDM, quantiles of ``E`` (its own
-   energy) for the greedy constraint, plus thresholds far past the data's largest ``G`` (where falls return).
-3. **Control.** MPC (CEM + TS-inf) hops from the start to a target x with reward ``1 - min(|x - x*|, 2) / 2``
-   (positive, so falling, which ends the episode, is never attractive), under (a) no constraint, (b) the
-   greedy density constraint ``E(s, a) <= c`` (the single-step baseline), (c) the ensemble-disagreement
-   penalty, (d) the LDM constraint ``G(s, a) <= c`` on the real current state-action, (e) the same LDM
-   wrapped around the unconstrained MPC with ``DensityConstrainedController`` (the first use users asked for).
-4. **Metrics** per row (``seeds`` x ``targets`` episodes): falls per episode, steps survived, final distance to
-   the target, progress toward it, the real ``G`` of the executed state-actions (fraction within ``c``), the
-   agent's infeasible-plan counter and seconds per action. Written to ``results/hopper_ldm/hopper_ldm.json``
-   and ``hopper_ldm.png``.
+1. **Behaviour data that hop without falling** (the paper's setting): the shipped PPO hoppers of
+   ``mbrl.policies`` (forward at > 1 m/s and backward, trained by ``benchmarks/train_hopper_behaviour.py``) at
+   several action-noise levels, as the authors' medium/expert mix. The quiet copies never fall, the noisiest
+   sometimes do, so falling is what leaves the data. ``--data gait`` uses the old scripted gait instead.
+2. **Models**, all fitted on those data only: a PETS ensemble (dynamics), a density over (s without x, a) and
+   the learned LDM ``G(s, a)`` on the same features (``obs_indices`` drops x: hopping is translation invariant
+   and a target x outside the data must not count as leaving it). The density and the LDM leave out the last
+   ``drop_before_fall`` steps before each fall. Thresholds follow the authors' rule: percentiles of the
+   data's own energies ``E = -log p(s, a)``, shared by the LDM (``G <= c``) and the greedy constraint
+   (``E <= c``), so that the two are compared at equal ``c``; plus thresholds far past the data.
+3. **Control.** MPC (CEM + TS-inf) hops from the start toward a target x with reward
+   ``1 - min(|x - x*|, 2) / 2`` (positive, so falling, which ends the episode, is never attractive), under
+   (a) no constraint, (b) the greedy density constraint, (c) the ensemble-disagreement penalty at several
+   weights, (d) the LDM constraint ``G(s, a) <= c`` on the real current state-action and (e) the same LDM
+   wrapped around the unconstrained MPC (``DensityConstrainedController``). An episode ends when the hopper
+   falls, when it is within ``reach_tol`` of the target (reached), or after ``episode_steps`` steps.
+4. **Metrics** per row (``seeds`` x ``targets`` episodes): falls, targets reached, steps, progress toward the
+   target, the real cost of the executed state-actions (fraction within ``c``), how often the next real state
+   still had a feasible action after a feasible step (the LDM's promise), and seconds per action. The grid of
+   rows x targets x seeds runs through Ray (``mbrl.sweep.run_grid``: local processes by default, ``--address``
+   for a cluster). Written to ``results/hopper_ldm/hopper_ldm.json``, ``.md`` and ``.png``.
 
 The published shape: too loose a threshold and the hopper falls (it exploits the model), right and it
-reaches the target, too tight and it stands still; the LDM falls less than the greedy density constraint
+reaches the target, too tight and it stands still; the LDM does better than the greedy density constraint
 and the ensemble penalty.
 
-    python benchmarks/hopper_ldm.py --quick          # 2 CPU cores, < 20 min
-    python benchmarks/hopper_ldm.py --device cuda    # larger data, models and populations
+    python benchmarks/hopper_ldm.py                      # CPU preset, 2 cores, Ray local processes
+    python benchmarks/hopper_ldm.py --preset paper --device cuda   # the authors' sizes (flow, 2 x 1024, 150k)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,16 +48,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import machine, out_dir, write_json  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from mbrl import train  # noqa: E402
 from mbrl.agent import MPCAgent  # noqa: E402
 from mbrl.models import ProbabilisticEnsemble  # noqa: E402
 from mbrl.penalties import EnsembleDisagreement  # noqa: E402
+from mbrl.policies import collect_hopper_data, keep_before_falls  # noqa: E402
+from mbrl.sweep import run_grid  # noqa: E402
 from mbrl.tasks import make_task  # noqa: E402
 from mbrl.tasks.hopper_gait import collect_gait_data  # noqa: E402
 from mbrl.train import PETSConfig  # noqa: E402
-from safe_density.density import GaussianMixtureDensity  # noqa: E402
+from safe_density.density import FlowDensity, GaussianMixtureDensity  # noqa: E402
 from safe_density.ldm import DensityConstrainedController, LDMConfig, LyapunovDensityModel  # noqa: E402
 
 #: The CPU-sized planner and model: overrides of the library's PETS defaults (``mbrl.train.PETSConfig``).
@@ -60,39 +66,50 @@ _QUICK_PETS = PETSConfig(hidden=(128, 128, 128), epochs_per_episode=25, populati
                          horizon=8, particles=4)
 #: The LDM: the library's defaults (``LDMConfig``) with more steps and a faster target network on this data.
 _QUICK_LDM = LDMConfig(steps=4000, tau=0.05, density_components=16)
+METHODS = ("none", "disagreement", "greedy", "ldm", "wrap")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """One run's settings. ``pets`` (model, optimiser, horizon, particles; ``epochs_per_episode`` is the
-    ensemble's training epochs on the gait data) and ``ldm`` are overrides of the library's configs; the other
-    fields are this experiment's own."""
+    ensemble's training epochs on the behaviour data) and ``ldm`` are overrides of the library's configs; the
+    other fields are this experiment's own."""
 
     pets: PETSConfig = _QUICK_PETS
     ldm: LDMConfig = _QUICK_LDM
-    gait_noises: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
-    gait_episodes: int = 2
-    gait_steps: int = 400
+    data: str = "policies"                      # "policies" (shipped PPO hoppers) or "gait" (scripted fallback)
+    data_noises: tuple[float, ...] = (0.1, 0.2, 0.3)
+    data_episodes: int = 4                      # per policy and noise level
+    data_steps: int = 400
     drop_before_fall: int = 10
-    episode_steps: int = 100
+    density: str = "gmm"                        # "gmm" or "flow" (the authors' neural-spline flow)
+    episode_steps: int = 400                    # the backward data reach x = -1 at about step 280
+    reach_tol: float = 0.2
     seeds: int = 5
-    targets: tuple[float, ...] = (1.0, -1.0)
-    ldm_quantiles: tuple[float, ...] = (0.5, 0.9)
-    # the authors' rule, c = a percentile of E on the data, shared by the greedy rows: LDM vs greedy at equal c
-    ldm_energy_quantiles: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
-    loose_offsets: tuple[float, ...] = (20.0, 200.0)
-    greedy_quantiles: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    targets: tuple[float, ...] = (2.0, -1.0)
+    # the authors' rule: c = a percentile of E on the data, the same c for the LDM and the greedy rows
+    quantiles: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9, 0.99)
+    loose_offsets: tuple[float, ...] = (20.0, 200.0)   # c = the data's largest cost + offset: past the data
+    disagreement_weights: tuple[float, ...] = (1.0, 10.0)
     wrap_quantiles: tuple[float, ...] = (0.5,)
-    disagreement_weight: float = 10.0
+    projection_samples: int = 2048              # actions sampled at the real state to project an infeasible plan
 
 
 QUICK = Settings()
-FULL = Settings(pets=PETSConfig(hidden=(200, 200, 200, 200), epochs_per_episode=100),  # the PETS planner
-                ldm=dataclasses.replace(_QUICK_LDM, steps=10000),
-                gait_episodes=5, gait_steps=1000, episode_steps=500, seeds=10,
-                ldm_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99), greedy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
-                ldm_energy_quantiles=(0.25, 0.5, 0.75, 0.9, 0.99),
-                wrap_quantiles=(0.5, 0.9))
+TINY = Settings(pets=dataclasses.replace(_QUICK_PETS, hidden=(32, 32), epochs_per_episode=1, population=16,
+                                         elites=4, iterations=1, horizon=3, particles=2),
+                ldm=dataclasses.replace(_QUICK_LDM, steps=20, hidden=(32, 32), density_components=2),
+                data_noises=(0.1, 0.5), data_episodes=1, data_steps=40, episode_steps=5, seeds=1,
+                quantiles=(0.5,), loose_offsets=(20.0,), disagreement_weights=(1.0,), projection_samples=64)
+#: The authors' sizes (design.md, "Published recipes"): flow density, 2 x 1,024 double critic, ~150k backup steps
+#: at tau 0.005, batch 1,024, lr 1e-4, 5,000 action samples at the real state, 1,000-step episodes.
+PAPER = Settings(pets=dataclasses.replace(_QUICK_PETS, hidden=(200, 200, 200, 200), epochs_per_episode=50,
+                                          population=500, elites=50, iterations=5, horizon=15, particles=20),
+                 ldm=LDMConfig(hidden=(1024, 1024), n_critics=2, steps=150_000, tau=0.005, lr=1e-4,
+                               batch_size=1024),
+                 density="flow", data_episodes=20, data_steps=1000, episode_steps=1000, seeds=10,
+                 quantiles=(0.1, 0.25, 0.4, 0.5, 0.75, 0.9, 0.99), projection_samples=5000)
+PRESETS = {"quick": QUICK, "tiny": TINY, "paper": PAPER}
 
 
 def target_reward(target: float):
@@ -101,132 +118,170 @@ def target_reward(target: float):
     return reward_fn
 
 
-def safe_mask(terminated: np.ndarray, episode: np.ndarray, k: int) -> np.ndarray:
-    """``[N]`` bool: transitions not among the last ``k`` of an episode that ended in a fall (so that falling,
-    and what leads straight to it, is what leaves the density's and the LDM's data)."""
-    keep = np.ones(terminated.shape[0], dtype=bool)
-    for end in np.flatnonzero(terminated):
-        same = episode[: end + 1] == episode[end]
-        idx = np.flatnonzero(same)[-k:]
-        keep[idx] = False
-    return keep
+def collect(s: Settings, seed: int, task) -> dict:
+    """Behaviour data (step 1): the shipped policies, or the scripted gait with ``data="gait"``."""
+    if s.data == "gait":
+        return collect_gait_data(noises=s.data_noises, episodes_per_setting=s.data_episodes,
+                                 max_steps=s.data_steps, seed=seed, task=task)
+    if s.data != "policies":
+        raise ValueError(f"data must be 'policies' or 'gait', got {s.data!r}")
+    return collect_hopper_data(noises=s.data_noises, episodes_per_setting=s.data_episodes, max_steps=s.data_steps,
+                               seed=seed, task=task)
+
+
+def make_density(s: Settings, seed: int, device):
+    if s.density == "flow":   # the authors' neural-spline flow (8 coupling layers, hidden 256)
+        return FlowDensity("nsf", transforms=8, hidden=(256, 256), steps=20_000, device=device, seed=seed)
+    return GaussianMixtureDensity(s.ldm.density_components, device=device, seed=seed)
+
+
+def fit_ldm(s: Settings, data: dict, task, seed: int, device, progress: bool = True):
+    """Density and LDM on ``data`` without the steps just before falls; returns ``(ldm, obs, act)``."""
+    keep = keep_before_falls(data["terminated"], data["episode"], s.drop_before_fall)
+    o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
+    ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high,
+                               density=make_density(s, seed, device), config=s.ldm,
+                               obs_indices=range(1, task.obs_dim), device=device, seed=seed)
+    ldm.fit(o, a, o2, progress=progress)
+    return ldm, o, a
+
+
+def thresholds(s: Settings, g_data: np.ndarray, e_data: np.ndarray) -> dict[str, tuple]:
+    """``label -> (quantile, c_ldm, c_greedy)``: the authors' rule (a percentile of the data's E, the same c
+    for both), then thresholds past the data (the largest G or E on the data + an offset)."""
+    out = {f"q{q:g}": (q, float(np.quantile(e_data, q)), float(np.quantile(e_data, q))) for q in s.quantiles}
+    for off in s.loose_offsets:
+        out[f"max+{off:g}"] = (None, float(g_data.max() + off), float(e_data.max() + off))
+    return out
 
 
 def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
-    """Gait data, dynamics ensemble, density and LDM (steps 1-2 of the module docstring)."""
+    """Behaviour data, dynamics ensemble, density and LDM (steps 1-2 of the module docstring)."""
     task = make_task("Hopper-v5")
     t0 = time.perf_counter()
-    data = collect_gait_data(noises=s.gait_noises, episodes_per_setting=s.gait_episodes, max_steps=s.gait_steps,
-                             seed=seed, task=task)
+    data = collect(s, seed, task)
     t_data = time.perf_counter() - t0
     n, eps = data["obs"].shape[0], data["fell"].shape[0]
-    print(f"gait data: {n} transitions, {eps} episodes, {int(data['fell'].sum())} falls ({t_data:.1f} s)")
+    print(f"behaviour data ({s.data}): {n} transitions, {eps} episodes, {int(data['fell'].sum())} falls "
+          f"({t_data:.1f} s)")
     model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, ensemble_size=s.pets.ensemble_size,
                                   hidden=s.pets.hidden, device=device, seed=seed)
     fit = model.fit((data["obs"], data["act"], data["next_obs"]), epochs=s.pets.epochs_per_episode,
                     batch_size=s.pets.batch_size, lr=s.pets.lr, holdout=s.pets.holdout, progress=progress, seed=seed)
-    keep = safe_mask(data["terminated"], data["episode"], s.drop_before_fall)
-    o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
-    density = GaussianMixtureDensity(s.ldm.density_components, device=device, seed=seed)
-    ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high, density=density,
-                               config=s.ldm, obs_indices=range(1, task.obs_dim), device=device,
-                               seed=seed)
-    ldm.fit(o, a, o2, progress=progress)
+    ldm, o, a = fit_ldm(s, data, task, seed, device, progress)
     with torch.no_grad():
-        g_data = ldm.value(o, a).cpu().numpy()
-        e_data = ldm.energy(o, a).cpu().numpy()
-    thresholds = {}
-    for q in s.ldm_quantiles:
-        thresholds[f"q{q:g}"] = ("ldm", q, float(np.quantile(g_data, q)))
-    for q in s.ldm_energy_quantiles:  # the same c as the greedy row of that quantile: a like-for-like comparison
-        thresholds[f"E-q{q:g}"] = ("ldm", q, float(np.quantile(e_data, q)))
-    for off in s.loose_offsets:
-        thresholds[f"max+{off:g}"] = ("ldm", None, float(g_data.max() + off))
-    greedy = {f"q{q:g}": ("greedy", q, float(np.quantile(e_data, q))) for q in s.greedy_quantiles}
+        g_data, e_data = ldm.value(o, a).cpu().numpy(), ldm.energy(o, a).cpu().numpy()
     ldm.calibrate(o, a, 0.5)   # stored with the model: the default threshold of ldm.constraint()
-    print("LDM thresholds (quantile of G on the data -> c):", {k: round(v[2], 2) for k, v in thresholds.items()})
-    print("greedy thresholds (quantile of E):", {k: round(v[2], 2) for k, v in greedy.items()})
-    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": thresholds, "greedy": greedy,
-            "g_data": g_data, "e_data": e_data, "ldm_transitions": int(keep.sum()), "data_seconds": t_data,
+    th = thresholds(s, g_data, e_data)
+    print("thresholds (label -> c for G and for E):", {k: (round(v[1], 2), round(v[2], 2)) for k, v in th.items()})
+    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": th, "g_data": g_data,
+            "e_data": e_data, "ldm_transitions": int(o.shape[0]), "data_seconds": t_data,
             "model_holdout_mse": float(np.mean(fit["holdout_mse"][-1]))}
 
 
 def save_prep(prep: dict, path: Path) -> None:
-    """Cache the data and models of :func:`prepare` (so that several processes can share one fit)."""
+    """Cache the data and models of :func:`prepare` (the Ray workers load them from here)."""
     path.mkdir(parents=True, exist_ok=True)
     np.savez(path / "data.npz", **prep["data"], g_data=prep["g_data"], e_data=prep["e_data"])
     prep["model"].save(path / "model")
     prep["ldm"].save(path / "ldm")
-    meta = {k: prep[k] for k in ("thresholds", "greedy", "ldm_transitions", "data_seconds", "model_holdout_mse")}
-    write_json(path / "prep.json", meta)
+    write_json(path / "prep.json", {k: prep[k] for k in ("thresholds", "ldm_transitions", "data_seconds",
+                                                         "model_holdout_mse")})
 
 
-def load_prep(path: Path, device) -> dict:
-    import json
+_LOADED: dict[str, dict] = {}
 
-    z = np.load(path / "data.npz", allow_pickle=False)
-    data = {k: z[k] for k in z.files if k not in ("g_data", "e_data")}
-    meta = json.loads((path / "prep.json").read_text())
-    meta["thresholds"] = {k: tuple(v) for k, v in meta["thresholds"].items()}
-    meta["greedy"] = {k: tuple(v) for k, v in meta["greedy"].items()}
-    return {"task": make_task("Hopper-v5"), "data": data, "model": ProbabilisticEnsemble.load(path / "model", device),
-            "ldm": LyapunovDensityModel.load(path / "ldm", device=device), "g_data": z["g_data"],
-            "e_data": z["e_data"], **meta}
+
+def load_prep(path: Path, device=None) -> dict:
+    """The cache written by :func:`save_prep` (memoised per process: a Ray worker loads it once)."""
+    device = torch.device(device or "cpu")
+    key = f"{Path(path).resolve()}@{device}"
+    if key not in _LOADED:
+        z = np.load(Path(path) / "data.npz", allow_pickle=False)
+        meta = json.loads((Path(path) / "prep.json").read_text())
+        meta["thresholds"] = {k: tuple(v) for k, v in meta["thresholds"].items()}
+        data = {k: z[k] for k in z.files if k not in ("g_data", "e_data")}
+        _LOADED[key] = {"task": make_task("Hopper-v5"), "data": data,
+                        "model": ProbabilisticEnsemble.load(Path(path) / "model", device),
+                        "ldm": LyapunovDensityModel.load(Path(path) / "ldm", device=device),
+                        "g_data": z["g_data"], "e_data": z["e_data"], **meta}
+    return _LOADED[key]
 
 
 def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_shapers=(), seed: int = 0,
                device=None, reward_fn=None) -> MPCAgent:
-    """The library's PETS agent (:func:`mbrl.train.make_agent` with ``s.pets``) walking to ``target``."""
-    return train.make_agent(prep["task"], prep["model"], s.pets, device, seed, constraints, reward_shapers,
-                            reward_fn=reward_fn or target_reward(target))
+    """The library's PETS agent (:func:`mbrl.train.make_agent` with ``s.pets``) hopping to ``target``."""
+    agent = train.make_agent(prep["task"], prep["model"], s.pets, device, seed, constraints, reward_shapers,
+                             reward_fn=reward_fn or target_reward(target))
+    agent.projection_samples = s.projection_samples
+    return agent
 
 
-def methods_for(s: Settings, prep: dict, which=("none", "greedy", "disagreement", "ldm", "wrap")) -> list[dict]:
-    """One dict per row: ``name``, ``label`` (threshold label), ``threshold``, ``quantile`` and a ``build``
-    function ``(target, seed) -> controller``."""
-    ldm, rows = prep["ldm"], []
-
-    def agent(cons=(), shapers=()):
-        return lambda target, seed: make_agent(s, prep, target, cons, shapers, seed=seed)
-
+def rows_for(s: Settings, prep: dict, which=METHODS) -> list[dict]:
+    """The rows of the table: ``{"method", "label", "quantile", "threshold", "weight"}`` (plain data, so that
+    they travel to Ray workers; :func:`build_controller` turns one into a controller there)."""
+    rows = []
     if "none" in which:
-        rows.append({"name": "none", "label": "-", "threshold": None, "quantile": None, "build": agent()})
+        rows.append({"method": "none", "label": "-", "quantile": None, "threshold": None, "weight": None})
     if "disagreement" in which:
-        pen = EnsembleDisagreement(prep["model"], s.disagreement_weight)
-        rows.append({"name": "disagreement", "label": f"w={s.disagreement_weight:g}", "threshold": None,
-                     "quantile": None, "build": agent(shapers=[pen])})
-    if "greedy" in which:
-        for label, (_, q, c) in prep["greedy"].items():
-            rows.append({"name": "greedy", "label": label, "threshold": c, "quantile": q,
-                         "build": agent([ldm.constraint(c, greedy=True)])})
-    if "ldm" in which:
-        for label, (_, q, c) in prep["thresholds"].items():
-            rows.append({"name": "ldm", "label": label, "threshold": c, "quantile": q,
-                         "build": agent([ldm.constraint(c)])})
+        rows += [{"method": "disagreement", "label": f"w={w:g}", "quantile": None, "threshold": None, "weight": w}
+                 for w in s.disagreement_weights]
+    for m, col in (("greedy", 2), ("ldm", 1)):
+        if m in which:
+            rows += [{"method": m, "label": lab, "quantile": v[0], "threshold": v[col], "weight": None}
+                     for lab, v in prep["thresholds"].items()]
     if "wrap" in which:
-        for q in s.wrap_quantiles:
-            c = prep["thresholds"].get(f"q{q:g}", (None, q, float(np.quantile(prep["g_data"], q))))[2]
-
-            def build(target, seed, c=c):
-                inner = make_agent(s, prep, target, seed=seed)
-                return DensityConstrainedController(inner, ldm, threshold=c, method="sample", seed=seed, warn=False)
-            rows.append({"name": "ldm-wrap", "label": f"q{q:g}", "threshold": c, "quantile": q, "build": build})
+        rows += [{"method": "ldm-wrap", "label": f"q{q:g}", "quantile": q,
+                  "threshold": float(np.quantile(prep["e_data"], q)), "weight": None} for q in s.wrap_quantiles]
     return rows
 
 
+def build_controller(s: Settings, prep: dict, row: dict, target: float, seed: int, device=None):
+    """The controller of one table row (:func:`rows_for`)."""
+    ldm, m, c = prep["ldm"], row["method"], row["threshold"]
+    if m == "none":
+        return make_agent(s, prep, target, seed=seed, device=device)
+    if m == "disagreement":
+        return make_agent(s, prep, target, reward_shapers=[EnsembleDisagreement(prep["model"], row["weight"])],
+                          seed=seed, device=device)
+    if m in ("greedy", "ldm"):
+        return make_agent(s, prep, target, [ldm.constraint(c, greedy=m == "greedy")], seed=seed, device=device)
+    if m == "ldm-wrap":
+        inner = make_agent(s, prep, target, seed=seed, device=device)
+        return DensityConstrainedController(inner, ldm, threshold=c, method="sample", seed=seed, warn=False)
+    raise ValueError(f"unknown method {m!r}")
+
+
+def next_feasible_fraction(ldm, obs: np.ndarray, act: np.ndarray, cost: np.ndarray, c: float, greedy: bool,
+                           n: int = 1024, seed: int = 0) -> float | None:
+    """Of the executed pairs with cost <= c, the fraction whose next real state has a sampled action with cost
+    <= c (``n`` uniform actions; the LDM promises one exists). ``None`` when no executed pair was feasible."""
+    idx = np.flatnonzero(cost[:-1] <= c)
+    if idx.size == 0:
+        return None
+    nxt = torch.as_tensor(obs[idx + 1], dtype=torch.float32)
+    box = ldm.action_box
+    cand = box.sample(idx.size, n, generator=torch.Generator().manual_seed(seed))
+    cand = torch.cat([cand, torch.as_tensor(act[idx + 1], dtype=torch.float32)[:, None]], 1)
+    fn = ldm.energy if greedy else ldm.value
+    with torch.no_grad():
+        best = fn(nxt[:, None].expand(-1, n + 1, -1), cand).min(1).values.numpy()
+    return float(np.mean(best <= c))
+
+
 def run_episode(task, controller, model, ldm, target: float, steps: int, seed: int, threshold=None,
-                greedy: bool = False) -> dict:
-    """One episode; returns falls, steps, distance, progress, model error, real G of executed pairs, timing."""
+                greedy: bool = False, reach_tol: float | None = 0.2) -> dict:
+    """One episode until a fall, the target (within ``reach_tol``) or ``steps``; returns falls, reached, steps,
+    distance, progress, model error, the real cost of the executed pairs and timing."""
     env = task.make_env()
     obs, _ = env.reset(seed=seed)
     x0 = float(obs[0])
-    fell, errs, times, pairs_o, pairs_a, xs = False, [], [], [], [], [x0]
+    fell, reached, errs, times, pairs_o, pairs_a, xs = False, False, [], [], [obs], [], [x0]
     for _ in range(steps):
         t0 = time.perf_counter()
         act = controller.act(obs) if hasattr(controller, "act") else controller(obs)
         times.append(time.perf_counter() - t0)
         nxt, _, term, trunc, _ = env.step(act)
-        pairs_o.append(obs)
         pairs_a.append(act)
         with torch.no_grad():
             o = torch.as_tensor(obs, dtype=torch.float32)[None]
@@ -234,45 +289,51 @@ def run_episode(task, controller, model, ldm, target: float, steps: int, seed: i
             pred = model.predict(o, a, deterministic=True).mean(0)[0].numpy()
         errs.append(float(np.mean((pred - nxt) ** 2)))
         obs = nxt
+        pairs_o.append(obs)
         xs.append(float(obs[0]))
-        if term:
-            fell = True
-            break
-        if trunc:
+        fell = bool(term)
+        reached = reach_tol is not None and abs(obs[0] - target) <= reach_tol
+        if term or trunc or reached:
             break
     env.close()
-    po, pa = np.asarray(pairs_o, np.float32), np.asarray(pairs_a, np.float32)
+    po, pa = np.asarray(pairs_o[:-1], np.float32), np.asarray(pairs_a, np.float32)
     with torch.no_grad():
-        g = ldm.value(po, pa).cpu().numpy()
-        e = ldm.energy(po, pa).cpu().numpy()
+        g, e = ldm.value(po, pa).cpu().numpy(), ldm.energy(po, pa).cpu().numpy()
     stats = getattr(getattr(controller, "controller", controller), "stats", {})
-    out = {"fell": fell, "steps": len(errs), "distance": float(abs(obs[0] - target)), "x": float(obs[0]),
-           "progress": float(abs(x0 - target) - abs(obs[0] - target)), "model_mse": float(np.mean(errs)),
-           "seconds_per_action": float(np.median(times)), "g_mean": float(np.mean(g)), "g_max": float(np.max(g)),
-           "infeasible_plans": int(stats.get("infeasible", 0)),
-           "replaced_by_best": int(stats.get("replaced_by_best", 0)), "xs": xs}
+    out = {"fell": fell, "reached": bool(reached), "steps": len(errs), "distance": float(abs(obs[0] - target)),
+           "x": float(obs[0]), "progress": float(abs(x0 - target) - abs(obs[0] - target)),
+           "model_mse": float(np.mean(errs)), "seconds_per_action": float(np.median(times)),
+           "g_mean": float(np.mean(g)), "g_max": float(np.max(g)), "infeasible_plans": int(stats.get("infeasible", 0)),
+           "projected": int(stats.get("projected", 0)), "xs": xs}
     if threshold is not None:
-        out["real_feasible_fraction"] = float(np.mean((e if greedy else g) <= threshold))  # the row's own cost
+        cost = e if greedy else g
+        out["real_feasible_fraction"] = float(np.mean(cost <= threshold))  # the row's own cost
+        out["next_feasible_fraction"] = next_feasible_fraction(ldm, np.asarray(pairs_o[:-1], np.float32), pa, cost,
+                                                               threshold, greedy, seed=seed)
     if hasattr(controller, "infeasible_count"):
         out["infeasible_plans"] = int(controller.infeasible_count)
     return out
 
 
-def evaluate(s: Settings, prep: dict, methods: list[dict], seed: int) -> list[dict]:
-    """``seeds`` x ``targets`` episodes per method (steps 3-4 of the module docstring)."""
-    rows = []
-    bar = tqdm(total=len(methods) * len(s.targets) * s.seeds, desc="hopper MPC", unit="ep")
-    for m in methods:
-        for k in range(s.seeds):
-            for target in s.targets:
-                ctl = m["build"](target, seed + k)
-                r = run_episode(prep["task"], ctl, prep["model"], prep["ldm"], target, s.episode_steps,
-                                seed=1000 + k, threshold=m["threshold"], greedy=m["name"] == "greedy")
-                rows.append({"method": m["name"], "label": m["label"], "quantile": m["quantile"],
-                             "threshold": m["threshold"], "target": target, "seed": k, **r})
-                bar.update(1)
-    bar.close()
-    return rows
+def episode(row: dict, target: float, seed: int, cache: str, settings: Settings, device=None,
+            threads: int = 1) -> dict:
+    """One grid point (a Ray task): ``row``'s controller hops toward ``target`` with evaluation seed ``seed``."""
+    torch.set_num_threads(threads)
+    prep = load_prep(Path(cache), device)
+    ctl = build_controller(settings, prep, row, target, seed, device)
+    r = run_episode(prep["task"], ctl, prep["model"], prep["ldm"], target, settings.episode_steps, seed=1000 + seed,
+                    threshold=row["threshold"], greedy=row["method"] == "greedy", reach_tol=settings.reach_tol)
+    return {**{k: v for k, v in row.items() if k != "weight"}, **r}
+
+
+def evaluate(s: Settings, prep_dir: Path, rows: list[dict], backend: str, address: str | None,
+             device=None) -> list[dict]:
+    """``rows`` x ``targets`` x ``seeds`` episodes through :func:`mbrl.sweep.run_grid` (Ray by default)."""
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent),
+                                                       os.environ.get("PYTHONPATH", "")])}}
+    return run_grid(episode, {"row": rows, "target": list(s.targets), "seed": list(range(s.seeds))},
+                    backend=backend, address=address, runtime_env=env, cache=str(prep_dir), settings=s,
+                    device=None if device is None else str(device))
 
 
 def measure_overhead(s: Settings, prep: dict, reps: int = 15, seed: int = 0) -> dict:
@@ -280,15 +341,16 @@ def measure_overhead(s: Settings, prep: dict, reps: int = 15, seed: int = 0) -> 
     call on the same states (so that machine load hits all of them alike). Returns median seconds and ratios."""
     ldm, data = prep["ldm"], prep["data"]
     states = data["obs"][np.random.default_rng(seed).choice(data["obs"].shape[0], reps, replace=False)]
+    c_g, c_e = ldm.calibration["ldm"], ldm.calibration["energy"]
     agents = {"none": make_agent(s, prep, 1.0, seed=seed),
-              "ldm": make_agent(s, prep, 1.0, [ldm.constraint(ldm.calibration["ldm"])], seed=seed),
-              "greedy": make_agent(s, prep, 1.0, [ldm.constraint(ldm.calibration["energy"], greedy=True)], seed=seed),
+              "ldm": make_agent(s, prep, 1.0, [ldm.constraint(c_g)], seed=seed),
+              "greedy": make_agent(s, prep, 1.0, [ldm.constraint(c_e, greedy=True)], seed=seed),
               "disagreement": make_agent(s, prep, 1.0, reward_shapers=[EnsembleDisagreement(prep["model"], 1.0)],
                                          seed=seed)}
     times: dict[str, list[float]] = {k: [] for k in agents}
     for agent in agents.values():         # warm-up
         agent.act(states[0])
-    for o in tqdm(states, desc="overhead", leave=False):
+    for o in states:
         for name, agent in agents.items():
             agent.reset()
             t0 = time.perf_counter()
@@ -298,58 +360,69 @@ def measure_overhead(s: Settings, prep: dict, reps: int = 15, seed: int = 0) -> 
     return {"median_seconds": med, "ratio_vs_none": {k: v / med["none"] for k, v in med.items()}, "reps": reps}
 
 
+def _mean(rs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     keys = list(dict.fromkeys((r["method"], r["label"]) for r in rows))
     table = []
     for m, label in keys:
         rs = [r for r in rows if (r["method"], r["label"]) == (m, label)]
         t = {"method": m, "label": label, "quantile": rs[0]["quantile"], "threshold": rs[0]["threshold"],
-             "episodes": len(rs), "falls": int(sum(r["fell"] for r in rs))}
-        for key in ("fell", "steps", "distance", "progress", "model_mse", "seconds_per_action", "g_mean",
-                    "infeasible_plans"):
-            t[key] = float(np.mean([r[key] for r in rs]))
-        t["falls_per_episode"] = t.pop("fell")
-        if "real_feasible_fraction" in rs[0]:
-            t["real_feasible_fraction"] = float(np.mean([r["real_feasible_fraction"] for r in rs]))
+             "episodes": len(rs), "falls": int(sum(r["fell"] for r in rs)),
+             "reached": int(sum(r["reached"] for r in rs))}
+        for key in ("steps", "distance", "progress", "model_mse", "seconds_per_action", "g_mean", "infeasible_plans",
+                    "real_feasible_fraction", "next_feasible_fraction"):
+            t[key] = _mean(rs, key)
+        t["falls_per_episode"] = t["falls"] / len(rs)
+        t["reached_per_episode"] = t["reached"] / len(rs)
+        for tgt in sorted({r["target"] for r in rs}):
+            rt = [r for r in rs if r["target"] == tgt]
+            t[f"target {tgt:+g}"] = {"falls": int(sum(r["fell"] for r in rt)), "reached": int(sum(r["reached"]
+                                     for r in rt)), "episodes": len(rt), "progress": _mean(rt, "progress")}
         table.append(t)
-    base = next((t["seconds_per_action"] for t in table if t["method"] == "none"), None)
-    for t in table:
-        t["overhead_vs_none"] = None if base is None else t["seconds_per_action"] / base - 1.0
     return table
 
 
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
 def markdown(table: list[dict]) -> str:
-    lines = ["| controller | threshold | c | falls / episode | steps survived | progress to target (m) | "
-             "final distance (m) | executed (s,a) with cost <= c | s / action | overhead |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| controller | threshold | c | falls | reached | steps | progress (m) | final distance (m) | "
+             "executed cost <= c | next state feasible | s / action |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        c = "-" if t["threshold"] is None else f"{t['threshold']:.1f}"
-        feas = f"{t['real_feasible_fraction']:.2f}" if "real_feasible_fraction" in t else "-"
-        ov = "-" if t["overhead_vs_none"] is None else f"{t['overhead_vs_none']:+.0%}"
-        lines.append(f"| {t['method']} | {t['label']} | {c} | {t['falls']}/{t['episodes']} | {t['steps']:.0f} | "
-                     f"{t['progress']:+.3f} | {t['distance']:.2f} | {feas} | {t['seconds_per_action']:.3f} | {ov} |")
+        lines.append(f"| {t['method']} | {t['label']} | {_fmt(t['threshold'], '.1f')} | {t['falls']}/{t['episodes']} "
+                     f"| {t['reached']}/{t['episodes']} | {t['steps']:.0f} | {t['progress']:+.2f} | "
+                     f"{t['distance']:.2f} | {_fmt(t['real_feasible_fraction'], '.2f')} | "
+                     f"{_fmt(t['next_feasible_fraction'], '.2f')} | {t['seconds_per_action']:.3f} |")
     return "\n".join(lines)
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:
+    """Falls, targets reached and progress against the threshold: one line per method."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    for ax, key, label in zip(axes, ["falls_per_episode", "progress"],
-                              ["falls per episode", "progress toward the target x (m)"]):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    keys = [("falls_per_episode", "falls per episode"), ("reached_per_episode", "targets reached per episode"),
+            ("progress", "progress toward the target (m)")]
+    for ax, (key, label) in zip(axes, keys):
         for m, style in [("ldm", "o-"), ("greedy", "s--"), ("ldm-wrap", "^")]:
             rs = sorted((t for t in table if t["method"] == m), key=lambda t: t["threshold"])
             if rs:
                 ax.plot([t["threshold"] for t in rs], [t[key] for t in rs], style, label=m)
-        for m, c in [("none", "k"), ("disagreement", "C3")]:
-            rs = [t for t in table if t["method"] == m]
-            if rs:
-                ax.axhline(rs[0][key], color=c, ls=":", label=m)
+        for m, col in [("none", "k"), ("disagreement", "C3")]:
+            for i, t in enumerate(t for t in table if t["method"] == m):
+                ax.axhline(t[key], color=col, ls=[":", "-.", "--"][i % 3], label=f"{m} {t['label']}".strip(" -"))
         ax.set_xscale("symlog", linthresh=30)
         ax.set_xlabel("threshold c (LDM: G <= c, greedy: E <= c), looser ->")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
     axes[0].set_ylim(-0.05, 1.05)
+    axes[1].set_ylim(-0.05, 1.05)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -357,81 +430,67 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     print(f"wrote {path}")
 
 
-def main(argv=None) -> dict:
+def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CPU-sized settings (< 20 min on 2 cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, models and planning")
-    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="quick: CPU sizes (default); tiny: a smoke test; paper: the authors' sizes (GPU)")
+    p.add_argument("--quick", action="store_true", help="the same as --preset quick (kept for old commands)")
+    p.add_argument("--data", choices=["policies", "gait"], default=None,
+                   help="behaviour data: the shipped PPO hoppers (default) or the scripted gait")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, models and planning (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     p.add_argument("--out", default=None, help="output folder (default results/hopper_ldm)")
-    p.add_argument("--seeds", type=int, default=None, help="evaluation seeds per row (x targets = episodes)")
+    p.add_argument("--seeds", type=int, default=None, help="evaluation seeds per row and target")
     p.add_argument("--cache", default=None,
-                   help="folder for the data and models: loaded when present, else fitted and saved there")
-    p.add_argument("--merge", nargs="+", default=None,
-                   help="only merge the rows of these hopper_ldm.json files (runs split by --methods) into one table")
+                   help="folder for the data and models: loaded when present, else fitted and saved there "
+                        "(default OUT/cache, refitted unless --reuse)")
+    p.add_argument("--reuse", action="store_true", help="reuse the models in the cache folder when present")
+    p.add_argument("--backend", choices=["ray", "serial"], default="ray",
+                   help="ray: one Ray task per episode, local processes unless --address (default); serial: a loop")
+    p.add_argument("--address", default=None, help="a Ray cluster to run the grid on (e.g. auto)")
     p.add_argument("--no-overhead", action="store_true", help="skip the alternating overhead measurement")
-    p.add_argument("--methods", nargs="+", default=["none", "greedy", "disagreement", "ldm", "wrap"],
-                   choices=["none", "greedy", "disagreement", "ldm", "wrap"], help="which controllers to compare")
-    a = p.parse_args(argv)
-    s = QUICK if a.quick or a.device in (None, "cpu") else FULL
-    if a.seeds is not None:
-        s = dataclasses.replace(s, seeds=a.seeds)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                   help="which controllers to compare (default all)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    a = parse(argv)
+    s = PRESETS[a.preset]
+    s = dataclasses.replace(s, **{k: v for k, v in (("seeds", a.seeds), ("data", a.data)) if v is not None})
+    torch.set_num_threads(1)   # small networks and batches: one thread each, the grid's processes use the cores
     device = torch.device(a.device) if a.device else torch.device("cpu")
     out = out_dir("hopper_ldm", a.out)
-    if a.merge:
-        return merge(a.merge, out, s)
     t_start = time.perf_counter()
-    cache = Path(a.cache) if a.cache else None
-    if cache is not None and (cache / "prep.json").is_file():
+    cache = Path(a.cache) if a.cache else out / "cache"
+    if (a.reuse or a.cache) and (cache / "prep.json").is_file():
         prep = load_prep(cache, device)
     else:
         prep = prepare(s, a.seed, device)
-        if cache is not None:
-            save_prep(prep, cache)
+        save_prep(prep, cache)
     t_models = time.perf_counter() - t_start
     overhead = None
     if not a.no_overhead:
-        overhead = measure_overhead(s, prep, seed=a.seed)
+        overhead = measure_overhead(s, prep, reps=3 if a.preset == "tiny" else 15, seed=a.seed)
         print("planning time per action vs the plain planner (alternating calls):",
               {k: f"{v:.2f}x" for k, v in overhead["ratio_vs_none"].items()})
-    rows = evaluate(s, prep, methods_for(s, prep, a.methods), a.seed)
+    rows = evaluate(s, cache, rows_for(s, prep, a.methods), a.backend, a.address, a.device)
     table = summarise(rows)
     md = markdown(table)
     print("\n" + md)
-    res = {"settings": dataclasses.asdict(s), "machine": machine(), "rows": rows, "table": table,
-           "data": {"transitions": int(prep["data"]["obs"].shape[0]), "episodes": int(prep["data"]["fell"].size),
-                    "falls": int(prep["data"]["fell"].sum()), "ldm_transitions": prep["ldm_transitions"],
-                    "model_holdout_mse": prep["model_holdout_mse"]},
-           "thresholds": {k: v[2] for k, v in prep["thresholds"].items()},
-           "greedy_thresholds": {k: v[2] for k, v in prep["greedy"].items()},
-           "overhead": overhead, "seconds_models": t_models, "seconds": time.perf_counter() - t_start,
+    res = {"settings": dataclasses.asdict(s), "preset": a.preset, "machine": machine(), "rows": rows, "table": table,
+           "data": {"source": s.data, "transitions": int(prep["data"]["obs"].shape[0]),
+                    "episodes": int(prep["data"]["fell"].size), "falls": int(prep["data"]["fell"].sum()),
+                    "ldm_transitions": prep["ldm_transitions"], "model_holdout_mse": prep["model_holdout_mse"]},
+           "thresholds": prep["thresholds"], "overhead": overhead, "seconds_models": t_models,
+           "seconds": time.perf_counter() - t_start,
            "paper": "Kang et al. 2022, Hopper: too loose a threshold falls, the right one reaches the target, too "
                     "tight stands still; LDM better than a single-step density constraint and ensemble variance."}
     write_json(out / "hopper_ldm.json", res)
     (out / "hopper_ldm.md").write_text(md + "\n")
-    plot(table, out / "hopper_ldm.png", f"Hopper-v5 MPC to x = {s.targets} with density constraints "
+    plot(table, out / "hopper_ldm.png", f"Hopper-v5 MPC to x = {s.targets} from {s.data} data "
                                          f"({len(s.targets) * s.seeds} episodes per point)")
     print(f"total {res['seconds']:.0f} s (models {t_models:.0f} s)")
-    return res
-
-
-def merge(paths: list[str], out: Path, s: Settings) -> dict:
-    """One table, JSON and figure from runs that split the methods between processes (``--methods``)."""
-    import json
-
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    order = ["none", "disagreement", "greedy", "ldm", "ldm-wrap"]
-    rows = sorted((r for run in runs for r in run["rows"]), key=lambda r: order.index(r["method"]))
-    table = summarise(rows)
-    md = markdown(table)
-    print("\n" + md)
-    res = {**runs[0], "rows": rows, "table": table, "merged_from": paths,
-           "overhead": next((r["overhead"] for r in runs if r.get("overhead")), None),
-           "seconds": sum(r["seconds"] for r in runs)}
-    write_json(out / "hopper_ldm.json", res)
-    (out / "hopper_ldm.md").write_text(md + "\n")
-    plot(table, out / "hopper_ldm.png", f"Hopper-v5 MPC to x = {s.targets} with density constraints "
-                                         f"({len(s.targets) * s.seeds} episodes per point)")
     return res
 
 

@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safe_density.ldm import (
     DensityConstrainedActionWrapper,
@@ -228,3 +230,44 @@ def test_action_wrapper_keeps_point_in_region():
     for _ in range(40):
         s, *_ = unwrapped.step(np.array([1.0, 0.5]))
     assert np.linalg.norm(s) > 4.0
+
+
+class _RecordingCost:
+    """A random cost with a small, scattered feasible set that records every candidate it is asked about:
+    ``G(s, a) = min_j ||a - p_j(s)||^2`` over a few centres ``p_j`` per state (``obs[..., 0]`` is the state's id)."""
+
+    obs_dim, act_dim, dtype, device = 2, 2, torch.float64, torch.device("cpu")
+    action_low, action_high = torch.tensor(LOW), torch.tensor(HIGH)
+
+    def __init__(self, centres: torch.Tensor, c: float):
+        self.centres, self.c = centres, c          # [B, J, A]
+        self.seen_feasible = torch.zeros(centres.shape[0], dtype=torch.bool)
+
+    def value(self, obs, act):
+        obs, act = torch.as_tensor(obs, dtype=torch.float64), torch.as_tensor(act, dtype=torch.float64)
+        ids = obs[..., 0].round().long()
+        g = (act[..., None, :] - self.centres[ids]).square().sum(-1).min(-1).values
+        ok = (g <= self.c).reshape(-1)
+        hits = torch.zeros(self.seen_feasible.shape[0], dtype=torch.long).index_add_(0, ids.reshape(-1), ok.long())
+        self.seen_feasible |= hits > 0
+        return g
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 4), st.floats(1e-4, 0.05), st.integers(2, 64),
+       st.integers(0, 3))
+def test_wrapper_never_returns_an_infeasible_action_when_a_candidate_was_feasible(seed, batch, n_centres, c,
+                                                                                    n_samples, rounds):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(batch, n_centres, 2, generator=g, dtype=torch.float64) * 2 - 1
+    cost = _RecordingCost(centres, c)
+    ctl = DensityConstrainedController(None, cost, threshold=c, n_samples=n_samples, refine_rounds=rounds,
+                                       seed=seed, warn=False)
+    obs = np.stack([np.arange(batch, dtype=np.float64), np.zeros(batch)], 1)
+    act = (torch.rand(batch, 2, generator=g, dtype=torch.float64) * 2 - 1).numpy()
+    out = ctl.filter(obs, act)
+    got = cost.value(obs, out).numpy()
+    seen = cost.seen_feasible.numpy()
+    assert np.all(got[seen] <= c), (got, seen)
+    np.testing.assert_array_equal(ctl.last_feasible, got <= c)
+    assert np.all(out >= LOW) and np.all(out <= HIGH)
