@@ -20,7 +20,7 @@ README = (ROOT / "README.md").read_text()
 
 #: (text in README.md, replacement used by this test): smaller sizes, same code.
 SMALL = [
-    ("for _ in range(3000):", "for _ in range(300):"),
+    ("noises=(0.0, 0.05, 0.1), max_steps=500)", "noises=(0.0, 0.05, 0.1), max_steps=50)"),
     ("ldm.fit(obs, act, next_obs)  ", "ldm.fit(obs, act, next_obs, steps=20)  "),
     ("for _ in range(2000):", "for _ in range(300):"),
     ("hidden=(200,) * 4)", "hidden=(16,))"),
