@@ -456,7 +456,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     a = parse(argv)
-    s = PRESETS[a.preset]
+    s = PRESETS["quick" if a.quick else a.preset]
     s = dataclasses.replace(s, **{k: v for k, v in (("seeds", a.seeds), ("data", a.data)) if v is not None})
     torch.set_num_threads(1)   # small networks and batches: one thread each, the grid's processes use the cores
     device = torch.device(a.device) if a.device else torch.device("cpu")

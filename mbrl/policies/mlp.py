@@ -153,8 +153,9 @@ class MLPPolicy(torch.nn.Module):
 
 
 class PolicyController:
-    """A policy (any ``obs [B, O] -> act [B, A]`` torch callable with a ``box``) plus seeded Gaussian action
-    noise, as a :class:`~mbrl.contracts.Controller`: ``act(obs[O]) -> act[A]`` (numpy float32)."""
+    """An :class:`MLPPolicy` (anything with ``act(obs) -> numpy`` and an ``ActionBox`` ``box``) plus seeded
+    Gaussian action noise, clipped to the box, as a :class:`~mbrl.contracts.Controller`:
+    ``act(obs[O]) -> act[A]`` (numpy float32)."""
 
     def __init__(self, policy: MLPPolicy, noise: float = 0.0, seed: int | None = 0) -> None:
         noise = float(noise)
