@@ -27,7 +27,7 @@ observation size fail there, with a message saying what to do, not at the first 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,29 +35,22 @@ import torch
 from mbrl.common.action_box import ActionBox
 from mbrl.common.seeding import make_generator
 from mbrl.common.validation import INT_MAX, as_tensor, check_int
-from mbrl.contracts import Constraint, DynamicsModel, RewardShaper, TrajectoryOptimizer
+from mbrl.contracts import (
+    Constraint,
+    DynamicsModel,
+    RewardShaper,
+    TrajectoryOptimizer,
+    TransitionFn,
+    check_plugins,
+    is_feasible,
+)
 from mbrl.planning import CEM
 from mbrl.planning.selection import FEASIBLE, candidate_class
-from mbrl.rollout import PROPAGATIONS, cast_model, constraint_placement, current_violation, rollout
+from mbrl.rollout import PROPAGATIONS, cast_model, current_violation, rollout
 
 __all__ = ["MPCAgent"]
 
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-
-
-def _check_plugins(constraints: Sequence[Constraint], reward_shapers: Sequence[RewardShaper]):
-    """Validate the plug-ins once, at construction (the hot path never re-checks them)."""
-    for i, c in enumerate(constraints):
-        if not isinstance(c, Constraint):
-            raise ValueError(f"constraints[{i}] must be a Constraint (mbrl.contracts): 'cost' and 'threshold'")
-        try:
-            constraint_placement(c)
-        except ValueError as exc:
-            raise ValueError(f"constraints[{i}]: {exc}") from None
-    for i, s in enumerate(reward_shapers):
-        if not callable(s) or getattr(s, "mode", "add") not in ("add", "replace"):
-            raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace'")
-    return tuple(constraints), tuple(reward_shapers)
 
 
 class MPCAgent:
@@ -90,8 +83,8 @@ class MPCAgent:
     def __init__(
         self,
         model: DynamicsModel,
-        reward_fn: Callable,
-        termination_fn: Callable | None,
+        reward_fn: TransitionFn,
+        termination_fn: TransitionFn | None,
         action_low,
         action_high,
         optimizer: TrajectoryOptimizer | None = None,
@@ -130,12 +123,12 @@ class MPCAgent:
         self.device = torch.device(device)
         self.obs_dim, self.act_dim = int(model.obs_dim), int(model.act_dim)
         self.action_box = ActionBox(action_low, action_high, self.act_dim, device=self.device)
-        self.action_low, self.action_high = self.action_box.low, self.action_box.high
-        self.optimizer = optimizer if optimizer is not None else CEM(population=500, elites=50, iterations=5,
-                                                                     alpha=0.1)
+        self.optimizer = optimizer if optimizer is not None else CEM()
         if not isinstance(self.optimizer, TrajectoryOptimizer):
             raise ValueError(f"optimizer must have an optimize method, got {type(optimizer).__name__}")
-        self.constraints, self.reward_shapers = _check_plugins(constraints, reward_shapers)
+        #: the constraints and shapers, checked once (thresholds read here: make a new agent to change them)
+        self.plugins = check_plugins(constraints, reward_shapers)
+        self.constraints, self.reward_shapers = tuple(constraints), self.plugins.shapers
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self._probe()
         self.model = model
@@ -205,9 +198,8 @@ class MPCAgent:
     def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, generator):
         return rollout(self._run_model, obs, actions, reward_fn=self.reward_fn,
                        termination_fn=self.termination_fn, particles=self.particles,
-                       propagation=self.propagation, constraints=self.constraints,
-                       reward_shapers=self.reward_shapers, generator=generator, dtype=self.dtype,
-                       validate=False)
+                       propagation=self.propagation, plugins=self.plugins, generator=generator,
+                       dtype=self.dtype, validate=False)
 
     def _objective(self, obs: torch.Tensor):
         def objective(actions: torch.Tensor):
@@ -271,8 +263,7 @@ class MPCAgent:
             init = mid.clone()
             if hasattr(self.optimizer, "reset"):
                 self.optimizer.reset()
-        plan = self.optimizer.optimize(self._objective(obs), init, low=self.action_low, high=self.action_high,
-                                       generator=self._generator)
+        plan = self.optimizer.optimize(self._objective(obs), init, box=self.action_box, generator=self._generator)
         plan = torch.where(torch.isfinite(plan), plan.float(), mid)
         plan = self.action_box.project(plan)
         if self.constraints:
@@ -289,11 +280,10 @@ class MPCAgent:
         if best is not None and tuple(best[0].shape) == tuple(plan.shape):
             cands.append(best[0].to(plan.device, plan.dtype))
         stacked = torch.stack(cands, 1)                                          # [B, k, H, A]
-        all_current = all(constraint_placement(c) == "current" for c in self.constraints)
+        all_current = not self.plugins.imagined
         if all_current:
             # feasibility is a property of the real state and the first action: no rollout needed
-            current = [(c, float(c.threshold)) for c in self.constraints]
-            viol = current_violation(current, obs.to(self.dtype), stacked.to(self.dtype), torch.float32)
+            viol = current_violation(self.plugins.current, obs.to(self.dtype), stacked.to(self.dtype), torch.float32)
             ret = torch.zeros_like(viol)
         else:
             ret, viol = self._objective(obs)(stacked)                            # [B, k]
@@ -325,11 +315,11 @@ class MPCAgent:
         g = torch.randn(B, K - K // 2, A, generator=self._generator, device=self.device)
         a0 = plan[:, 0]
         cand = box.project(torch.cat([uniform, a0[:, None] + g * box.width / 8], 1))  # [B, K, A]
-        current = [(c, float(c.threshold)) for c in self.constraints]
-        viol = current_violation(current, obs.to(self.dtype), cand[:, :, None].to(self.dtype), torch.float32)
+        viol = current_violation(self.plugins.current, obs.to(self.dtype), cand[:, :, None].to(self.dtype),
+                                 torch.float32)
         viol = torch.nan_to_num(viol, nan=torch.inf)
         dist = (cand - a0[:, None]).square().sum(-1)
-        feas = viol <= 0
+        feas = is_feasible(viol, 0.0)
         key = torch.where(feas.any(1, keepdim=True), torch.where(feas, dist, torch.inf), viol)
         pick = cand.gather(1, key.argmin(1)[:, None, None].expand(B, 1, A))[:, 0]
         new_ok = feas.any(1)

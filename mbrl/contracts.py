@@ -1,30 +1,50 @@
-"""The contracts the planner consumes (design.md, "Contracts"); ``safe_density.contracts`` re-exports them.
+"""Every contract the planner consumes, and the callable aliases (docs/design.md, "Contracts").
 
 All are structural (``typing.Protocol``, runtime-checkable): any object with the right members plugs in,
 no subclassing needed. Tensors are batched with arbitrary leading dimensions ``...``.
+:mod:`safe_density.contracts` re-exports them and adds ``DensityModel``.
 
 **One rule for the planner's inner loop.** Calls made on every imagined step or candidate (``Constraint.cost``,
 a ``RewardShaper``'s ``__call__``, ``DynamicsModel.predict``) are the hot path: they do no input validation and
 no host synchronisation (so a rollout can be captured in a CUDA graph), accept any float dtype, and map NaN
 to "worst" (an infinite or very large cost, the lowest reward) instead of raising. Public query methods
 (e.g. ``LyapunovDensityModel.value``, ``MuralReward.reward``, ``DensityModel.log_prob``) validate their inputs
-and raise ``ValueError`` naming the argument. :class:`mbrl.MPCAgent` checks every plug-in once, at
-construction, on a small batch (shapes and sizes), so that mistakes surface there and not at the first ``act``.
+and raise ``ValueError`` naming the argument. Plug-ins are checked once, by :func:`check_plugins` (the agent
+calls it at construction, :func:`mbrl.rollout.rollout` when it validates), and :class:`mbrl.MPCAgent` then
+calls each on a small batch, so that mistakes surface at construction and not at the first ``act``.
+
+The rules every plug-in follows live here, once: feasibility (:func:`is_feasible`, :func:`violation`) and how a
+shaper combines with the task reward (:func:`shape_reward`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 __all__ = [
-    "Constraint", "Controller", "DynamicsModel", "RewardShaper", "TrajectoryOptimizer", "as_controller",
+    "PLACEMENTS", "SHAPER_MODES", "Constraint", "Controller", "CostFn", "DynamicsModel", "Objective", "Plugins",
+    "RewardShaper", "TrajectoryOptimizer", "TransitionFn", "as_controller", "check_plugins", "is_feasible",
+    "shape_reward", "violation",
 ]
 
+#: ``(obs[..., O], act[..., A], next_obs[..., O]) -> [...]``: a task's reward or termination, a reward shaper.
+TransitionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``(obs[..., O], act[..., A]) -> [...]``: a constraint's cost, e.g. the LDM's ``G(s, a)``.
+CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``actions[N, H, A]`` (or ``[B, N, H, A]``) -> ``scores[N]`` (``[B, N]``), or ``(scores, violations)``.
+Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
+PLACEMENTS = ("current", "imagined")
+SHAPER_MODES = ("add", "replace")
+
+
+# ------------------------------------------------------------------------------------------ protocols
 @runtime_checkable
 class DynamicsModel(Protocol):
     """An ensemble dynamics model (e.g. :class:`mbrl.models.ProbabilisticEnsemble`)."""
@@ -43,10 +63,12 @@ class DynamicsModel(Protocol):
 class Constraint(Protocol):
     """A constraint ``cost(obs, act) <= threshold`` used by planners and controller wrappers.
 
-    Planners treat constraints as hard when some candidate is feasible and minimise total violation
-    ``sum(relu(cost - threshold))`` when none is. An optional ``placement`` says where a planner applies it:
-    ``"current"`` (the real current state and each candidate's first action: constraints whose guarantee
-    covers the future, e.g. an LDM) or ``"imagined"`` (every imagined step; the default).
+    Feasible means :func:`is_feasible` (``cost <= threshold``; NaN is infeasible). Planners treat constraints as
+    hard when some candidate is feasible and minimise the total :func:`violation` ``sum relu(cost - threshold)``
+    when none is. ``threshold`` is a finite real, read once when the constraint is handed to a planner
+    (:func:`check_plugins`); make a new constraint to change it. An optional ``placement`` says where a planner
+    applies it: ``"current"`` (the real current state and each candidate's first action: constraints whose
+    guarantee covers the future, e.g. an LDM) or ``"imagined"`` (every imagined step; the default).
     """
 
     threshold: float
@@ -58,31 +80,30 @@ class Constraint(Protocol):
 
 @runtime_checkable
 class RewardShaper(Protocol):
-    """A reward term used inside a planner (and, via a ``gymnasium.RewardWrapper``, by any agent).
+    """A reward term used inside a planner and, through :class:`mbrl.wrappers.RewardShaperWrapper`, by any
+    gymnasium agent.
 
-    ``mode`` is ``"replace"`` (the shaped reward replaces the task reward) or ``"add"`` (it is added,
-    times ``weight`` if the object has one).
+    Optional attributes (read with these defaults, see :func:`shape_reward`):
+
+    * ``mode``: ``"add"`` (default; ``reward + weight * shaper``) or ``"replace"`` (the shaper's value replaces
+      the task reward);
+    * ``weight``: the factor of an added term (default ``1.0``; ignored with ``"replace"``).
     """
-
-    mode: str
 
     def __call__(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """``obs, next_obs: Tensor[..., obs_dim]``, ``act: Tensor[..., act_dim]`` -> ``Tensor[...]`` (hot path)."""
         ...
 
 
-Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
-
-
 @runtime_checkable
 class TrajectoryOptimizer(Protocol):
     """Searches action sequences: ``objective`` maps ``[N, H, A]`` (or ``[B, N, H, A]``) candidates to scores
-    (and optional violations); ``optimize`` returns the best sequence ``[H, A]`` (or ``[B, H, A]``) within the
-    bounds. The base class :class:`mbrl.planning.base.TrajectoryOptimizer` (CEM, iCEM, MPPI, random shooting)
-    implements the shared parts; ``reset`` / ``advance`` and ``last_best`` (the best-ranked sample of the last
-    call) are optional."""
+    (and optional violations); ``optimize`` returns the best sequence ``[H, A]`` (or ``[B, H, A]``) inside the
+    :class:`~mbrl.common.ActionBox` ``box``. :class:`mbrl.planning.OptimizerBase` (CEM, iCEM, MPPI, random
+    shooting) implements the shared parts; ``reset`` / ``advance`` and ``last_best`` (the best-ranked sample of
+    the last call) are optional."""
 
-    def optimize(self, objective: Objective, init_mean: torch.Tensor, *, low=None, high=None,
+    def optimize(self, objective: Objective, init_mean: torch.Tensor, *, box=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         ...
 
@@ -97,6 +118,77 @@ class Controller(Protocol):
         ...
 
 
+# ------------------------------------------------------------------------------------------ the rules
+def is_feasible(cost: torch.Tensor, threshold) -> torch.Tensor:
+    """``cost <= threshold`` element-wise (bool, same shape); NaN costs are infeasible. The one feasibility
+    test of the library (planner, agent, LDM wrappers, benchmarks)."""
+    return cost <= threshold
+
+
+def violation(cost: torch.Tensor, threshold) -> torch.Tensor:
+    """``relu(cost - threshold)``: 0 where feasible, the excess otherwise (NaN stays NaN)."""
+    return torch.relu(cost - threshold)
+
+
+def shape_reward(reward: torch.Tensor, value: torch.Tensor, shaper) -> torch.Tensor:
+    """The task ``reward`` after one shaper's ``value``: ``value`` (mode ``"replace"``) or
+    ``reward + weight * value`` (``"add"``, the default; ``weight`` defaults to 1). Tensors or floats."""
+    if getattr(shaper, "mode", "add") == "replace":
+        return value
+    return reward + float(getattr(shaper, "weight", 1.0)) * value
+
+
+@dataclass(frozen=True)
+class Plugins:
+    """Constraints and reward shapers, checked once (:func:`check_plugins`).
+
+    ``current`` / ``imagined``: ``(constraint, threshold)`` pairs by placement, thresholds as Python floats;
+    ``shapers``: the reward shapers, in order."""
+
+    current: tuple = ()
+    imagined: tuple = ()
+    shapers: tuple = ()
+
+    @property
+    def constraints(self) -> tuple:
+        return tuple(c for c, _ in self.current + self.imagined)
+
+
+def _threshold(i: int, c) -> float:
+    t = getattr(c, "threshold", None)
+    if isinstance(t, torch.Tensor) and t.numel() == 1:
+        t = t.item()
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, float, np.integer, np.floating)):
+        raise ValueError(f"constraints[{i}].threshold must be a real number, got {t!r}")
+    if not math.isfinite(float(t)):
+        raise ValueError(f"constraints[{i}].threshold must be finite, got {t!r}")
+    return float(t)
+
+
+def check_plugins(constraints: Sequence = (), reward_shapers: Sequence = ()) -> Plugins:
+    """Validate the plug-ins once (the hot path never re-checks them). ``ValueError`` naming the item:
+    a constraint without ``cost``/``threshold``, a threshold that is not a finite real, an unknown
+    ``placement``; a shaper that is not callable or has an unknown ``mode`` or a non-finite ``weight``."""
+    current, imagined = [], []
+    for i, c in enumerate(constraints):
+        if not isinstance(c, Constraint):
+            raise ValueError(f"constraints[{i}] must be a Constraint (mbrl.contracts): 'cost' and 'threshold'")
+        placement = getattr(c, "placement", "imagined")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"constraints[{i}]: placement must be one of {PLACEMENTS}, got {placement!r}")
+        (current if placement == "current" else imagined).append((c, _threshold(i, c)))
+    for i, s in enumerate(reward_shapers):
+        mode = getattr(s, "mode", "add")
+        if not callable(s) or mode not in SHAPER_MODES:
+            raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace' "
+                             f"(got mode {mode!r})")
+        w = getattr(s, "weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not math.isfinite(w):
+            raise ValueError(f"reward_shapers[{i}].weight must be a finite real number, got {w!r}")
+    return Plugins(tuple(current), tuple(imagined), tuple(reward_shapers))
+
+
+# ------------------------------------------------------------------------------------------ controllers
 class _FunctionController:
     def __init__(self, fn: Callable) -> None:
         self.fn = fn

@@ -19,7 +19,7 @@ The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward
 ``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
 ``weight * s(...)`` (``weight`` defaults to 1). Constraints (``threshold`` and ``cost(obs, act)``) give
 a violation per candidate, according to where each constraint applies (its ``placement``, see
-:func:`constraint_placement`):
+:func:`mbrl.contracts.check_plugins`):
 
 * ``"current"`` (e.g. the LDM, whose ``G(s, a) <= c`` at the real state already guarantees the whole future):
   ``relu(cost(s_0, a_0) - threshold)`` on the real start state and each candidate's first action only, once,
@@ -40,25 +40,16 @@ copy from :func:`cast_model`), while returns and violations are accumulated in f
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from mbrl.common.validation import as_tensor
+from mbrl.contracts import Plugins, TransitionFn, check_plugins, shape_reward, violation
 
-__all__ = ["PLACEMENTS", "PROPAGATIONS", "cast_model", "constraint_placement", "current_violation", "rollout"]
+__all__ = ["PROPAGATIONS", "cast_model", "current_violation", "rollout"]
 
 PROPAGATIONS = ("ts_inf", "ts_1", "expectation")
-PLACEMENTS = ("current", "imagined")
-
-
-def constraint_placement(constraint) -> str:
-    """Where ``constraint`` applies: its ``placement`` attribute (``"current"`` or ``"imagined"``), by default
-    ``"imagined"`` (every imagined step, the behaviour of a plain per-step cost)."""
-    placement = getattr(constraint, "placement", "imagined")
-    if placement not in PLACEMENTS:
-        raise ValueError(f"constraint placement must be one of {PLACEMENTS}, got {placement!r}")
-    return placement
 
 
 def cast_model(model, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
@@ -89,7 +80,7 @@ def _ts_inf_layout(B: int, N: int, P: int, E: int, device) -> tuple[torch.Tensor
     return rows, valid[:, None, :].expand(E, B * N, J).reshape(E, B * N * J)
 
 
-def _validate(model, obs0, actions, reward_fn, reward_shapers) -> tuple[torch.Tensor, torch.Tensor]:
+def _validate(model, obs0, actions, reward_fn) -> tuple[torch.Tensor, torch.Tensor]:
     """Input checks of :func:`rollout` (skipped on the planner's hot path)."""
     obs0 = as_tensor("obs0", obs0, min_ndim=2)
     actions = as_tensor("actions", actions, device=obs0.device, min_ndim=4)
@@ -102,9 +93,6 @@ def _validate(model, obs0, actions, reward_fn, reward_shapers) -> tuple[torch.Te
                          f"got {tuple(actions.shape)}")
     if not callable(reward_fn):
         raise ValueError("reward_fn must be callable")
-    for i, s in enumerate(reward_shapers):
-        if getattr(s, "mode", "add") not in ("add", "replace"):
-            raise ValueError(f"reward_shapers[{i}].mode must be 'add' or 'replace', got {s.mode!r}")
     return obs0, actions
 
 
@@ -124,11 +112,10 @@ def _predict(model, propagation: str, state, act, generator, E: int, C: int):
 
 
 def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead):
-    """The task reward, then each shaper replaces it or adds ``weight * shaper`` (module docstring)."""
+    """The task reward, then each shaper in turn (:func:`mbrl.contracts.shape_reward`)."""
     r = reward_fn(state, act, nxt).to(acc)
     for s in reward_shapers:
-        val = s(state, act, nxt).to(acc)
-        r = val if getattr(s, "mode", "add") == "replace" else r + float(getattr(s, "weight", 1.0)) * val
+        r = shape_reward(r, s(state, act, nxt).to(acc), s)
     return torch.broadcast_to(r, lead)
 
 
@@ -139,7 +126,7 @@ def current_violation(current, obs0, actions, acc):
     total = torch.zeros(B, N, dtype=acc, device=actions.device)
     s0, a0 = obs0[:, None, :].expand(B, N, obs0.shape[-1]), actions[:, :, 0]
     for c, thr in current:
-        total = total + torch.relu(c.cost(s0, a0).to(acc) - thr)
+        total = total + violation(c.cost(s0, a0).to(acc), thr)
     return total
 
 
@@ -167,8 +154,8 @@ def rollout(
     obs0,
     actions,
     *,
-    reward_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    termination_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    reward_fn: TransitionFn,
+    termination_fn: TransitionFn | None = None,
     particles: int = 20,
     propagation: str = "ts_inf",
     constraints: Sequence = (),
@@ -176,6 +163,7 @@ def rollout(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     validate: bool = True,
+    plugins: Plugins | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected returns and constraint violations of action sequences under the ensemble (module docstring).
 
@@ -193,6 +181,8 @@ def rollout(
         generator: seeds the model's sampling and the TS-1 permutations (on the model's device).
         dtype: dtype of states/actions fed to the model (default: ``obs0``'s floating dtype).
         validate: check the inputs (the agent's inner loop passes ``False``).
+        plugins: ``constraints`` and ``reward_shapers`` already checked by :func:`mbrl.contracts.check_plugins`
+            (the agent passes its own, made once); when given, those two arguments are ignored.
     Returns:
         ``(returns, violations)``, each ``[B, N]``, float32 (float64 for a float64 ``dtype``).
     """
@@ -201,15 +191,15 @@ def rollout(
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
     if validate:
-        obs0, actions = _validate(model, obs0, actions, reward_fn, reward_shapers)
+        obs0, actions = _validate(model, obs0, actions, reward_fn)
+    if plugins is None:
+        plugins = check_plugins(constraints, reward_shapers)
     run = dtype or (obs0.dtype if obs0.is_floating_point() else torch.float32)
     acc = torch.float64 if run == torch.float64 else torch.float32
     E, (B, N, H, A), dev = int(model.ensemble_size), actions.shape, obs0.device
     P = 1 if propagation == "expectation" else particles
     R = B * N * P
     act_bn = actions.to(run).reshape(B * N, H, A).transpose(0, 1)            # [H, BN, A]
-    imagined = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "imagined"]
-    current = [(c, float(c.threshold)) for c in constraints if constraint_placement(c) == "current"]
 
     state, act_all, C, slot_rows, valid = _layout(obs0.to(run), act_bn, propagation, N, P, E)
     lead = state.shape[:-1]
@@ -219,9 +209,9 @@ def rollout(
     for t in range(H):
         act = act_all[t]
         nxt = _predict(model, propagation, state, act, generator, E, C)
-        for c, thr in imagined:  # a terminated particle's frozen state keeps counting (falling is no escape)
-            viol = viol + torch.relu(c.cost(state, act).to(acc) - thr)
-        r = _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead)
+        for c, thr in plugins.imagined:  # a terminated particle's frozen state keeps counting (no escape by falling)
+            viol = viol + violation(c.cost(state, act).to(acc), thr)
+        r = _reward(reward_fn, plugins.shapers, state, act, nxt, acc, lead)
         done = (torch.zeros(lead, dtype=torch.bool, device=dev) if termination_fn is None
                 else torch.broadcast_to(termination_fn(state, act, nxt).to(torch.bool), lead))
         finite = torch.isfinite(nxt.sum(-1, dtype=acc) + r)  # any NaN/inf in the state or the reward
@@ -233,5 +223,5 @@ def rollout(
     total = torch.where(bad, torch.nan, total)
     if propagation == "ts_inf":
         total, viol = _slots_to_rows(total, slot_rows, valid, R), _slots_to_rows(viol, slot_rows, valid, R)
-    current_viol = current_violation(current, obs0.to(run), actions.to(run), acc)
+    current_viol = current_violation(plugins.current, obs0.to(run), actions.to(run), acc)
     return total.view(B, N, P).mean(-1), viol.view(B, N, P).mean(-1) + current_viol

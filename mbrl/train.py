@@ -255,7 +255,7 @@ def run_pets(
         ep_seed = episode_seed(seed, ep)
         if ep < cfg.warmup_episodes:
             rng = np.random.default_rng(ep_seed)
-            policy = lambda _o, rng=rng: rng.uniform(t.action_low, t.action_high).astype(np.float32)  # noqa: E731
+            policy = lambda _o, rng=rng: t.action_box.sample(generator=rng)  # noqa: E731
             phase, fit_hist, agent = "random", None, None
         else:
             fit_hist = model.fit(buffer, epochs=cfg.epochs_per_episode, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -317,7 +317,7 @@ def make_agent(t: Task, model, cfg: PETSConfig, device=None, seed: int = 0, cons
                reward_shapers: Sequence = (), reward_fn: Callable | None = None) -> MPCAgent:
     """The MPC agent of one PETS episode: ``cfg``'s optimiser, horizon, particles and precision on task ``t``
     (``reward_fn`` replaces the task's reward, e.g. a goal-directed one; the termination stays the task's)."""
-    return MPCAgent(model, reward_fn or t.reward_fn, t.termination_fn, t.action_low, t.action_high,
+    return MPCAgent(model, reward_fn or t.reward_fn, t.termination_fn, t.action_box, None,
                     optimizer=_make_optimizer(cfg), horizon=cfg.horizon, particles=cfg.particles,
                     propagation=cfg.propagation, constraints=constraints, reward_shapers=reward_shapers,
                     replan_every=cfg.replan_every, dtype=getattr(torch, cfg.dtype), device=device, seed=seed)

@@ -226,7 +226,7 @@ def test_optimizer_constructor_fuzz(name, data):
     ok, opt = _call(lambda: cls(**kw), list(kw))
     if not ok:
         return
-    lo, hi = (opt.low, opt.high) if opt.low is not None else (torch.tensor(-1.0), torch.tensor(1.0))
+    lo, hi = (opt.box.low, opt.box.high) if opt.box is not None else (torch.tensor(-1.0), torch.tensor(1.0))
     plan = opt.optimize(lambda x: -x.pow(2).sum((-1, -2)), torch.zeros(3, 2), low=lo, high=hi,
                         generator=torch.Generator().manual_seed(0))
     assert plan.shape == (3, 2) and torch.isfinite(plan).all()
@@ -309,7 +309,8 @@ def test_optimize_fuzz(name, h, a, b, bounds, init, score, seed, calls):
     for _ in range(calls):
         ok, plan = _call(lambda: opt.optimize(objective, mean, low=low, high=high, generator=gen),
                          ["low", "high", "init_mean", "objective", "action bounds"])
-        bad = (bounds in ("low>high", "nan", "inf", "mismatch", "none") or init in ("nan", "huge", "1d", "4d", "empty")
+        bad = (bounds in ("low>high", "nan", "inf", "mismatch", "none", "per_step")
+               or init in ("nan", "huge", "1d", "4d", "empty")
                or score in ("wrong_shape", "not_tensor"))
         if bounds == "inf" and ok:  # an infinite bound is a valid (unbounded) box only if the plan stays finite
             bad = False
@@ -318,7 +319,8 @@ def test_optimize_fuzz(name, h, a, b, bounds, init, score, seed, calls):
         if not ok:
             assert bad, f"valid input rejected: {plan}"
             return
-        assert not (bounds in ("low>high", "nan", "mismatch", "none") or init in ("nan", "1d", "4d", "empty")
+        assert not (bounds in ("low>high", "nan", "mismatch", "none", "per_step")
+                    or init in ("nan", "1d", "4d", "empty")
                     or score in ("wrong_shape", "not_tensor")), "bad input accepted"
         want = tuple(torch.as_tensor(np.asarray(mean)).shape)
         assert tuple(plan.shape) == want and plan.dtype.is_floating_point
@@ -383,7 +385,7 @@ def test_agent_constructor_fuzz(small_model, kw):
         return
     a = agent.act(np.zeros(2, np.float32))
     assert a.shape == (1,) and np.isfinite(a).all()
-    assert (a >= agent.action_low.numpy() - 1e-6).all() and (a <= agent.action_high.numpy() + 1e-6).all()
+    assert bool(agent.action_box.contains(torch.as_tensor(a), slack=1e-6))
 
 
 @settings(FUZZ, max_examples=25)

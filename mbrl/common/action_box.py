@@ -65,6 +65,10 @@ class ActionBox:
             hi = low.high.to(device=lo.device, dtype=dtype)
         else:
             lo, hi = check_bounds(low, high, names=names, dtype=dtype, device=device)
+            for name, b in zip(names, (lo, hi)):
+                if b.ndim > 1:
+                    raise ValueError(f"{name} must be a scalar or have shape (A,) (one bound per action "
+                                     f"dimension, the same at every step), got shape {tuple(b.shape)}")
             lo, hi = lo.reshape(-1), hi.reshape(-1)
         want = lo.shape[0] if act_dim is None else int(act_dim)
         for name, b in zip(names, (lo, hi)):
@@ -100,8 +104,22 @@ class ActionBox:
         return self.low.dtype
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ActionBox:
-        """The same box on another device / dtype (no re-validation)."""
+        """The same box on another device / dtype (no re-validation); ``self`` when nothing changes."""
+        same_device = device is None or torch.device(device) == self.device
+        if same_device and (dtype is None or dtype == self.dtype):
+            return self
         return ActionBox(self, None, device=device, dtype=dtype or self.dtype)
+
+    def broadcast(self, act_dim: int) -> ActionBox:
+        """This box for ``act_dim`` actions: ``self`` when it has ``act_dim`` entries, a one-entry box (scalar
+        bounds) repeated; ``ValueError`` naming ``low``/``high`` otherwise."""
+        if self.act_dim == act_dim:
+            return self
+        if self.act_dim != 1:
+            raise ValueError(f"low/high (action bounds) have {self.act_dim} entries but the actions have "
+                             f"{act_dim} dimensions")
+        return ActionBox(self.low.expand(act_dim), self.high.expand(act_dim), act_dim, device=self.device,
+                         dtype=self.dtype)
 
     def numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` as float32 NumPy arrays ``[A]``."""
@@ -112,8 +130,13 @@ class ActionBox:
         """Clip ``a[..., A]`` into the box (the Euclidean projection onto a box). NaN stays NaN."""
         return torch.minimum(torch.maximum(a, self.low), self.high)
 
-    def sample(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``[*shape, A]`` actions uniform in the box, drawn from ``generator`` (on the box's device)."""
+    def sample(self, *shape: int, generator: torch.Generator | np.random.Generator | None = None):
+        """``[*shape, A]`` actions uniform in the box, drawn from ``generator``: a ``torch.Generator`` (on the
+        box's device) gives a tensor in the box's dtype; a NumPy ``Generator`` gives a float32 array (for
+        gymnasium loops, e.g. PETS's random warm-up)."""
+        if isinstance(generator, np.random.Generator):
+            lo, hi = self.numpy()
+            return generator.uniform(lo, hi, size=(*shape, self.act_dim)).astype(np.float32)
         u = torch.rand(*shape, self.act_dim, generator=generator, device=self.device, dtype=self.dtype)
         return self.low + u * self.width
 

@@ -1,8 +1,8 @@
-"""The :class:`TrajectoryOptimizer` contract and what every optimiser shares (design.md, "Contracts").
+"""What every trajectory optimiser shares: :class:`OptimizerBase` (docs/design.md, "Contracts").
 
-``optimize(objective, init_mean, low=..., high=..., generator=...)`` searches action sequences
-``[H, A]`` for the one the ``objective`` scores best. It works on a leading batch of ``B`` independent
-problems (e.g. many start states planned at once):
+The contract itself is :class:`mbrl.contracts.TrajectoryOptimizer`: ``optimize(objective, init_mean, box=...,
+generator=...)`` searches action sequences ``[H, A]`` for the one the ``objective`` scores best. It works on a
+leading batch of ``B`` independent problems (e.g. many start states planned at once):
 
 * ``init_mean: Tensor[H, A]``: ``objective`` receives ``Tensor[N, H, A]`` and returns ``Tensor[N]`` scores
   or ``(scores, violations)``; the result is ``Tensor[H, A]``.
@@ -11,23 +11,22 @@ problems (e.g. many start states planned at once):
 
 Scores are maximised; violations are ``>= 0`` with 0 meaning feasible, and candidates are ranked by
 :mod:`mbrl.planning.selection` (feasible by score, then infeasible by violation, non-finite last).
-Action bounds ``low``/``high`` (scalars, ``[A]``, ``[H, A]`` or anything broadcastable to ``init_mean``)
-are given to the constructor or to ``optimize`` (which overrides); every returned action lies within them.
+Action bounds are an :class:`~mbrl.common.ActionBox` (``box=``), given to the constructor or to ``optimize``
+(which overrides); ``low=``/``high=`` (scalars or ``[A]``) are a shorthand that builds one. Every sample and
+every returned action is projected into the box with ``box.project``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from mbrl.common.action_box import check_bounds
+from mbrl.common.action_box import ActionBox
 from mbrl.common.validation import as_tensor, check_threshold
+from mbrl.contracts import Objective
 
-__all__ = ["Objective", "TrajectoryOptimizer", "truncated_normal"]
-
-Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
+__all__ = ["OptimizerBase", "truncated_normal"]
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -44,13 +43,29 @@ def truncated_normal(shape, *, generator: torch.Generator | None, device, dtype=
     return (_SQRT2 * torch.erfinv(2.0 * p - 1.0)).clamp_(-bound, bound).to(dtype)
 
 
-class TrajectoryOptimizer:
-    """Base class: bounds handling, objective calls and shape checks (module docstring)."""
+def _as_box(box, low, high) -> ActionBox | None:
+    """``box``, or the box ``low``/``high`` describe, or None when neither is given."""
+    if box is not None:
+        if low is not None or high is not None:
+            raise ValueError("give box or low/high (action bounds), not both")
+        if not isinstance(box, ActionBox):
+            raise ValueError(f"box must be an ActionBox (mbrl.common), got {type(box).__name__}")
+        return box
+    if low is None and high is None:
+        return None
+    return ActionBox(low, high, names=("low", "high"))
 
-    def __init__(self, low=None, high=None) -> None:
-        given = low is not None or high is not None
-        self.low, self.high = self._bounds(low, high) if given else (None, None)
-        self._last_bounds: tuple | None = None  # (low, high) objects given to optimize last, and their tensors
+
+class OptimizerBase:
+    """Base class: bounds, objective calls and shape checks (module docstring).
+
+    Args:
+        box: default action bounds (an :class:`~mbrl.common.ActionBox`); ``optimize`` may override them.
+        low, high: shorthand for ``box=ActionBox(low, high)`` (scalars apply to every action dimension).
+    """
+
+    def __init__(self, low=None, high=None, *, box: ActionBox | None = None) -> None:
+        self.box = _as_box(box, low, high)
         #: ``(plan[B, H, A], score[B], violation[B])``: the best-ranked sample of the last ``optimize`` call
         #: (constrained ranking), always ``[B, ...]``-batched; None before the first call.
         self.last_best: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -63,34 +78,19 @@ class TrajectoryOptimizer:
         """Tell a stateful optimiser that the problem moved ``steps`` time steps since the last call."""
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _bounds(low, high) -> tuple[torch.Tensor, torch.Tensor]:
-        return check_bounds(low, high, names=("low", "high"))
-
-    def _prepare(self, init_mean, low, high):
-        """``(mean[B, H, A], low[B, H, A], high[B, H, A], squeeze)`` in float32 on the mean's device."""
+    def _prepare(self, init_mean, box, low, high) -> tuple[torch.Tensor, ActionBox, bool]:
+        """``(mean[B, H, A] in the box, box on the mean's device in float32, squeeze)``."""
         mean = as_tensor("init_mean", init_mean)
         if mean.ndim not in (2, 3) or mean.numel() == 0:
             raise ValueError(f"init_mean must have shape (H, A) or (B, H, A), got {tuple(mean.shape)}")
         squeeze = mean.ndim == 2
         mean = mean.float().unsqueeze(0) if squeeze else mean.float()
-        if low is None and high is None:
-            if self.low is None:
-                raise ValueError("low and high (action bounds) must be given to the constructor or optimize")
-            lo, hi = self.low, self.high
-        elif self._last_bounds is not None and low is self._last_bounds[0] and high is self._last_bounds[1]:
-            lo, hi = self._last_bounds[2:]  # the same objects as last call (an agent's ActionBox): checked once
-        else:
-            lo, hi = self._bounds(low, high)
-            # remembered only when no copy was made, so a later call with the same objects sees their values
-            self._last_bounds = (low, high, lo, hi) if (lo is low and hi is high) else None
-        try:
-            lo = torch.broadcast_to(lo.to(mean.device), mean.shape).contiguous()
-            hi = torch.broadcast_to(hi.to(mean.device), mean.shape).contiguous()
-        except RuntimeError as exc:
-            raise ValueError(f"low/high of shapes {tuple(lo.shape)}, {tuple(hi.shape)} do not broadcast to "
-                             f"init_mean {tuple(mean.shape)}") from exc
-        return torch.minimum(torch.maximum(mean, lo), hi), lo, hi, squeeze
+        b = _as_box(box, low, high) or self.box
+        if b is None:
+            raise ValueError("low and high (action bounds) must be given: box= (an ActionBox) or low=/high=, to "
+                             "the constructor or to optimize")
+        b = b.broadcast(mean.shape[-1]).to(mean.device, torch.float32)
+        return b.project(mean), b, squeeze
 
     @staticmethod
     def _evaluate(objective: Objective, samples: torch.Tensor, squeeze: bool):
@@ -111,28 +111,27 @@ class TrajectoryOptimizer:
         return scores, violations
 
     @staticmethod
-    def _finish(plan: torch.Tensor, fallback: torch.Tensor, lo, hi, squeeze: bool) -> torch.Tensor:
-        """Replace non-finite entries by ``fallback``, clip to the bounds and drop the batch dim if needed."""
-        plan = torch.where(torch.isfinite(plan), plan, fallback)
-        plan = torch.minimum(torch.maximum(plan, lo), hi)
+    def _finish(plan: torch.Tensor, fallback: torch.Tensor, box: ActionBox, squeeze: bool) -> torch.Tensor:
+        """Replace non-finite entries by ``fallback``, project into the box and drop the batch dim if needed."""
+        plan = box.project(torch.where(torch.isfinite(plan), plan, fallback))
         return plan[0] if squeeze else plan
 
-    def _record_best(self, best: torch.Tensor, best_key, fallback: torch.Tensor, lo, hi) -> None:
+    def _record_best(self, best: torch.Tensor, best_key, fallback: torch.Tensor, box: ActionBox) -> None:
         """Store the best sample of this call in ``last_best`` (finite and within the bounds)."""
         if best_key is None:
             self.last_best = None
             return
-        plan = self._finish(best, fallback, lo, hi, False)
+        plan = self._finish(best, fallback, box, False)
         self.last_best = (plan, best_key[0][:, 0], best_key[1][:, 0])
 
     @staticmethod
     def _alpha(alpha) -> float:
         return check_threshold("alpha", alpha, low=0.0, high=1.0, inclusive=True)
 
-    def optimize(self, objective: Objective, init_mean, *, low=None, high=None,
+    def optimize(self, objective: Objective, init_mean, *, box: ActionBox | None = None, low=None, high=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        keys = [k for k in vars(self) if not k.startswith("_") and k not in ("low", "high", "last_best")]
+        keys = [k for k in vars(self) if not k.startswith("_") and k not in ("box", "last_best")]
         return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"

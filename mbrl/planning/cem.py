@@ -20,13 +20,15 @@ from __future__ import annotations
 import torch
 
 from mbrl.common.validation import INT_MAX, check_int, check_threshold
-from mbrl.planning.base import TrajectoryOptimizer, truncated_normal
+from mbrl.planning.base import OptimizerBase, truncated_normal
 from mbrl.planning.selection import select_elites, update_best
 
 __all__ = ["CEM"]
 
+_F32_MAX = torch.finfo(torch.float32).max  # a huge init_std saturates instead of overflowing float32
 
-class CEM(TrajectoryOptimizer):
+
+class CEM(OptimizerBase):
     """PETS CEM (module docstring). Defaults are the PETS code's: 500 / 50, 5 iterations, alpha 0.1.
 
     Args:
@@ -38,13 +40,13 @@ class CEM(TrajectoryOptimizer):
         min_std: floor on the standard deviation (0 = none, as in PETS).
         clip: ``"truncate"`` (PETS variance cap) or ``"clip"`` (clip samples to the bounds).
         return_best: return the best sample seen instead of the final mean.
-        low, high: default action bounds (``optimize`` may override them).
+        low, high, box: default action bounds (:class:`~mbrl.planning.OptimizerBase`; ``optimize`` overrides).
     """
 
     def __init__(self, population: int = 500, elites: int = 50, iterations: int = 5, alpha: float = 0.1,
                  init_std: float | None = None, min_std: float = 0.0, clip: str = "truncate",
-                 return_best: bool = False, low=None, high=None) -> None:
-        super().__init__(low, high)
+                 return_best: bool = False, low=None, high=None, box=None) -> None:
+        super().__init__(low, high, box=box)
         self.population = check_int("population", population, low=1, high=INT_MAX)
         self.elites = check_int("elites", elites, low=1, high=INT_MAX)
         if self.elites > self.population:
@@ -58,22 +60,23 @@ class CEM(TrajectoryOptimizer):
         self.clip = clip
         self.return_best = bool(return_best)
 
-    def optimize(self, objective, init_mean, *, low=None, high=None,
+    def optimize(self, objective, init_mean, *, box=None, low=None, high=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Optimise ``objective`` from ``init_mean`` (``[H, A]`` or ``[B, H, A]``); see the module doc."""
-        mean, lo, hi, squeeze = self._prepare(init_mean, low, high)
+        mean, box, squeeze = self._prepare(init_mean, box, low, high)
         B, H, A = mean.shape
         N, K = self.population, self.elites
-        var = ((hi - lo) / 4).square() if self.init_std is None else torch.full_like(mean, self.init_std ** 2)
+        var = ((box.width / 4).square().expand_as(mean) if self.init_std is None
+               else torch.full_like(mean, min(self.init_std ** 2, _F32_MAX)))
         min_var = self.min_std ** 2
         best, best_key = mean.clone(), None
         for _ in range(self.iterations):
             v = var
             if self.clip == "truncate":
-                v = torch.minimum(torch.minimum((mean - lo) / 2, (hi - mean) / 2).square(), var)
+                v = torch.minimum(torch.minimum((mean - box.low) / 2, (box.high - mean) / 2).square(), var)
             noise = truncated_normal((B, N, H, A), generator=generator, device=mean.device)
             samples = mean.unsqueeze(1) + noise * v.sqrt().unsqueeze(1)
-            samples = torch.minimum(torch.maximum(samples, lo.unsqueeze(1)), hi.unsqueeze(1))
+            samples = box.project(samples)
             scores, viol = self._evaluate(objective, samples, squeeze)
             idx = select_elites(scores, viol, K)
             elite = samples.gather(1, idx[:, :, None, None].expand(B, K, H, A))
@@ -82,6 +85,6 @@ class CEM(TrajectoryOptimizer):
             mean = self.alpha * mean + (1 - self.alpha) * elite.mean(1)
             var = self.alpha * var + (1 - self.alpha) * elite.var(1, unbiased=False)
             var = var.clamp_min(min_var)
-        self._record_best(best, best_key, mean, lo, hi)
-        return self._finish(best if self.return_best else mean, mean, lo, hi, squeeze)
+        self._record_best(best, best_key, mean, box)
+        return self._finish(best if self.return_best else mean, mean, box, squeeze)
 

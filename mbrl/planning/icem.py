@@ -26,7 +26,7 @@ import math
 import torch
 
 from mbrl.common.validation import INT_MAX, check_int, check_threshold
-from mbrl.planning.base import TrajectoryOptimizer
+from mbrl.planning.base import OptimizerBase
 from mbrl.planning.selection import select_elites, update_best
 
 __all__ = ["ICEM", "colored_noise"]
@@ -64,7 +64,7 @@ def colored_noise(beta: float, shape: tuple[int, ...], horizon: int, *, generato
     return (torch.fft.irfft(torch.complex(re, im), n=horizon, dim=-1) / sigma).to(dtype)
 
 
-class ICEM(TrajectoryOptimizer):
+class ICEM(OptimizerBase):
     """iCEM (module docstring). Defaults follow the paper (decay 1.25, 30 % elites kept, beta 2, alpha 0.1).
 
     Args:
@@ -79,14 +79,14 @@ class ICEM(TrajectoryOptimizer):
         init_std: initial std (scalar); default ``(high - low) / 4`` per entry (as CEM).
         min_std: floor on the std.
         return_best: return the best sequence seen (paper) instead of the final mean.
-        low, high: default action bounds.
+        low, high, box: default action bounds (:class:`~mbrl.planning.OptimizerBase`).
     """
 
     def __init__(self, population: int = 500, elites: int = 50, iterations: int = 3, noise_beta: float = 2.0,
                  population_decay: float = 1.25, keep_elites_fraction: float = 0.3, shift_elites: bool = True,
                  alpha: float = 0.1, init_std: float | None = None, min_std: float = 0.0,
-                 return_best: bool = True, low=None, high=None) -> None:
-        super().__init__(low, high)
+                 return_best: bool = True, low=None, high=None, box=None) -> None:
+        super().__init__(low, high, box=box)
         self.population = check_int("population", population, low=1, high=INT_MAX)
         self.elites = check_int("elites", elites, low=1, high=INT_MAX)
         if self.elites > self.population:
@@ -116,13 +116,13 @@ class ICEM(TrajectoryOptimizer):
         """Number of new samples drawn in iteration ``i`` (0-based)."""
         return max(int(self.population * self.population_decay ** (-i)), 2 * self.elites, 1)
 
-    def _sample(self, mean, std, n, lo, hi, generator):
+    def _sample(self, mean, std, n, box, generator):
         B, H, A = mean.shape
         eps = colored_noise(self.noise_beta, (B, n, A), H, generator=generator, device=mean.device)
         s = mean.unsqueeze(1) + std.unsqueeze(1) * eps.transpose(-1, -2)
-        return torch.minimum(torch.maximum(s, lo.unsqueeze(1)), hi.unsqueeze(1))
+        return box.project(s)
 
-    def _shifted_memory(self, mean, std, lo, hi, generator) -> torch.Tensor | None:
+    def _shifted_memory(self, mean, std, box, generator) -> torch.Tensor | None:
         mem, steps = self._memory, self._advanced if self._advanced else 1
         self._advanced = 0
         if mem is None or not self.shift_elites:
@@ -135,21 +135,21 @@ class ICEM(TrajectoryOptimizer):
             return None
         mem = mem[:, :n_keep, steps:]
         end = slice(H - steps, H)
-        tail = self._sample(mean[:, end], std[:, end], n_keep, lo[:, end], hi[:, end], generator)
+        tail = self._sample(mean[:, end], std[:, end], n_keep, box, generator)
         return torch.cat([mem, tail], dim=2)
 
-    def optimize(self, objective, init_mean, *, low=None, high=None,
+    def optimize(self, objective, init_mean, *, box=None, low=None, high=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Optimise ``objective`` from ``init_mean`` (``[H, A]`` or ``[B, H, A]``); see the module doc."""
-        mean, lo, hi, squeeze = self._prepare(init_mean, low, high)
+        mean, box, squeeze = self._prepare(init_mean, box, low, high)
         B, H, A = mean.shape
         K = self.elites
-        std = (hi - lo) / 4 if self.init_std is None else torch.full_like(mean, self.init_std)
-        kept = self._shifted_memory(mean, std, lo, hi, generator)
+        std = (box.width / 4).expand_as(mean) if self.init_std is None else torch.full_like(mean, self.init_std)
+        kept = self._shifted_memory(mean, std, box, generator)
         best, best_key, elite = mean.clone(), None, None
         n_keep = math.ceil(self.keep_elites_fraction * K)
         for i in range(self.iterations):
-            parts = [self._sample(mean, std, self.population_at(i), lo, hi, generator)]
+            parts = [self._sample(mean, std, self.population_at(i), box, generator)]
             if i == 0 and kept is not None:
                 parts.append(kept)
             if i > 0 and n_keep > 0:
@@ -167,5 +167,5 @@ class ICEM(TrajectoryOptimizer):
             std = self.alpha * std + (1 - self.alpha) * elite.std(1, unbiased=False)
             std = std.clamp_min(self.min_std)
         self._memory = elite.detach()
-        self._record_best(best, best_key, mean, lo, hi)
-        return self._finish(best if self.return_best else mean, mean, lo, hi, squeeze)
+        self._record_best(best, best_key, mean, box)
+        return self._finish(best if self.return_best else mean, mean, box, squeeze)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from mbrl.common.validation import INT_MAX, check_int, check_threshold
-from mbrl.planning.base import TrajectoryOptimizer
+from mbrl.planning.base import OptimizerBase
 from mbrl.planning.selection import FEASIBLE, INFEASIBLE, candidate_class, select_elites, update_best
 
 __all__ = ["MPPI", "mppi_weights"]
@@ -40,7 +40,7 @@ def mppi_weights(scores: torch.Tensor, violations: torch.Tensor, temperature: fl
     return torch.where(total > 0, w / total.clamp_min(1e-300), 0.0).to(scores.dtype)
 
 
-class MPPI(TrajectoryOptimizer):
+class MPPI(OptimizerBase):
     """MPPI (module docstring).
 
     Args:
@@ -49,12 +49,12 @@ class MPPI(TrajectoryOptimizer):
         temperature: ``lambda`` of the exponential weights (PDDM gamma = 10 -> 0.1).
         noise_std: std of the action perturbation (scalar, action units).
         beta: PDDM noise filter coefficient in ``(0, 1]``.
-        low, high: default action bounds.
+        low, high, box: default action bounds (:class:`~mbrl.planning.OptimizerBase`).
     """
 
     def __init__(self, population: int = 700, iterations: int = 1, temperature: float = 0.1,
-                 noise_std: float = 0.9, beta: float = 0.6, low=None, high=None) -> None:
-        super().__init__(low, high)
+                 noise_std: float = 0.9, beta: float = 0.6, low=None, high=None, box=None) -> None:
+        super().__init__(low, high, box=box)
         self.population = check_int("population", population, low=1, high=INT_MAX)
         self.iterations = check_int("iterations", iterations, low=1, high=INT_MAX)
         self.temperature = check_threshold("temperature", temperature, low=0.0, high=float("inf"),
@@ -64,10 +64,10 @@ class MPPI(TrajectoryOptimizer):
         if self.beta == 0:
             raise ValueError("beta must lie in (0, 1], got 0.0")
 
-    def optimize(self, objective, init_mean, *, low=None, high=None,
+    def optimize(self, objective, init_mean, *, box=None, low=None, high=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Optimise ``objective`` from ``init_mean`` (``[H, A]`` or ``[B, H, A]``); see the module doc."""
-        mean, lo, hi, squeeze = self._prepare(init_mean, low, high)
+        mean, box, squeeze = self._prepare(init_mean, box, low, high)
         B, H, A = mean.shape
         N = self.population
         # filter weights: n_t = sum_{s<=t} beta (1-beta)^(t-s) u_s, as one [H, H] lower-triangular matrix
@@ -79,7 +79,7 @@ class MPPI(TrajectoryOptimizer):
             u = torch.randn((B, N, H, A), generator=generator, device=mean.device) * self.noise_std
             noise = torch.einsum("ts,bnsa->bnta", filt, u)
             samples = mean.unsqueeze(1) + noise
-            samples = torch.minimum(torch.maximum(samples, lo.unsqueeze(1)), hi.unsqueeze(1))
+            samples = box.project(samples)
             scores, viol = self._evaluate(objective, samples, squeeze)
             top = select_elites(scores, viol, 1)
             cand = samples.gather(1, top[:, :, None, None].expand(B, 1, H, A))[:, 0]
@@ -87,5 +87,5 @@ class MPPI(TrajectoryOptimizer):
             w = mppi_weights(scores, viol, self.temperature)
             new = torch.einsum("bn,bnha->bha", w, samples)
             mean = torch.where((w.sum(-1) > 0)[:, None, None], new, mean)
-        self._record_best(best, best_key, mean, lo, hi)
-        return self._finish(mean, mean, lo, hi, squeeze)
+        self._record_best(best, best_key, mean, box)
+        return self._finish(mean, mean, box, squeeze)

@@ -1,6 +1,6 @@
 """The shipped Hopper-v5 behaviour policies (forward and backward hoppers) and their data.
 
-Trained once by ``benchmarks/train_hopper_behaviour.py`` (stable-baselines3 PPO; seed, command, training curve
+Trained once by ``benchmarks/train_hopper_behaviour.py`` (stable-baselines3 SAC; seed, command, training curve
 and evaluation are in each checkpoint's ``meta.json``) and shipped as small safetensors files in
 ``mbrl/policies/data/hopper_<name>/``. They run as plain torch modules (:class:`~mbrl.policies.MLPPolicy`):
 no stable-baselines3 at run time.

@@ -1,6 +1,6 @@
 """Behaviour policies as plain torch modules: small MLPs with their observation normalisation.
 
-A policy trained elsewhere (``benchmarks/train_hopper_behaviour.py`` trains them with stable-baselines3 PPO) is
+A policy trained elsewhere (``benchmarks/train_hopper_behaviour.py`` trains them with stable-baselines3 SAC, or PPO) is
 stored as weights and normalisation statistics, and runs here without its training library::
 
     z   = clip((obs[..., obs_indices] - obs_mean) / sqrt(obs_var + eps), -clip_obs, clip_obs)

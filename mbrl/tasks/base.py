@@ -27,10 +27,9 @@ import torch
 
 from mbrl.common.action_box import ActionBox
 from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
+from mbrl.contracts import TransitionFn
 
-__all__ = ["Task", "TransitionFn", "batched_transition_fn", "check_transition", "make_gym_task"]
-
-TransitionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["Task", "batched_transition_fn", "check_transition", "make_gym_task"]
 
 # gymnasium.make kwargs that change the model or its time step, hence the reward (``dt``): fixed per task.
 _MODEL_KEYS = frozenset({"frame_skip", "xml_file"})
@@ -43,7 +42,8 @@ class Task:
     Fields:
         name: gymnasium id (e.g. ``"Hopper-v5"``).
         obs_dim, act_dim: sizes ``O`` and ``A`` of the observation and action vectors of ``make_env()``.
-        action_low, action_high: ``float32[A]`` action bounds (read-only arrays).
+        action_box: the action bounds (:class:`~mbrl.common.ActionBox`, ``[A]``); ``action_low`` /
+            ``action_high`` are the same bounds as read-only ``float32[A]`` arrays (properties).
         max_episode_steps: the env's time limit (truncation, never termination).
         make_env: ``(**kwargs) -> gymnasium.Env`` building the env the functions agree with.
         reward_fn: ``(obs[..., O], act[..., A], next_obs[..., O]) -> [...]`` the env's step reward.
@@ -56,8 +56,7 @@ class Task:
     name: str
     obs_dim: int
     act_dim: int
-    action_low: np.ndarray
-    action_high: np.ndarray
+    action_box: ActionBox
     max_episode_steps: int
     make_env: Callable[..., gym.Env]
     reward_fn: TransitionFn
@@ -69,17 +68,27 @@ class Task:
     def __post_init__(self) -> None:
         for key in ("obs_dim", "act_dim", "max_episode_steps"):
             object.__setattr__(self, key, check_int(key, getattr(self, key), low=1))
-        box = ActionBox(self.action_low, self.action_high, self.act_dim)
-        for key, arr in zip(("action_low", "action_high"), box.numpy()):
+        if not isinstance(self.action_box, ActionBox):
+            raise ValueError(f"action_box must be an ActionBox, got {type(self.action_box).__name__}")
+        object.__setattr__(self, "action_box", ActionBox(self.action_box, None, self.act_dim,
+                                                         names=("action_box.low", "action_box.high")))
+        arrays = self.action_box.numpy()
+        for arr in arrays:
             arr.setflags(write=False)
-            object.__setattr__(self, key, arr)
+        object.__setattr__(self, "_bounds", arrays)
         for key in ("make_env", "reward_fn", "termination_fn"):
             if not callable(getattr(self, key)):
                 raise ValueError(f"{key} must be callable")
 
-    def action_box(self, device: torch.device | str | None = None) -> ActionBox:
-        """The task's action bounds as an :class:`~mbrl.common.ActionBox` on ``device``."""
-        return ActionBox(self.action_low, self.action_high, self.act_dim, device=device)
+    @property
+    def action_low(self) -> np.ndarray:
+        """``float32[A]`` lower action bounds (read-only; the same as ``action_box.low``)."""
+        return self._bounds[0]
+
+    @property
+    def action_high(self) -> np.ndarray:
+        """``float32[A]`` upper action bounds (read-only; the same as ``action_box.high``)."""
+        return self._bounds[1]
 
 
 def check_transition(obs, act, next_obs, obs_dim: int, act_dim: int):
@@ -228,8 +237,7 @@ def make_gym_task(
         name=name,
         obs_dim=obs_dim,
         act_dim=act_dim,
-        action_low=low,
-        action_high=high,
+        action_box=ActionBox(low, high),
         max_episode_steps=int(max_steps),
         make_env=make_env,
         reward_fn=batched_transition_fn(raw_reward, obs_dim, act_dim, boolean=False),

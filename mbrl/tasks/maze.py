@@ -20,23 +20,20 @@ tasks also use one fixed start and goal). With ``position_noise > 0`` both get t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from mbrl.common.seeding import make_generator
-from mbrl.common.validation import as_tensor
-from mbrl.tasks.base import Task, check_transition
+from mbrl.common.action_box import ActionBox
+from mbrl.tasks.goal import GoalTask, disc_samples, goal_obs, sparse_goal_fns
 
 __all__ = [
     "GOAL_RADIUS",
     "ActionRepeat",
     "MAZES",
     "FlattenGoalObservation",
-    "GoalTask",
     "MazeLayout",
     "make_maze_task",
     "maze_distance",
@@ -63,22 +60,6 @@ MAZES: dict[str, MazeLayout] = {
     "PointMaze_UMaze-v3": MazeLayout(reset_cell=(3, 1), goal_cell=(1, 1)),
     "PointMaze_Medium-v3": MazeLayout(reset_cell=(1, 1), goal_cell=(6, 6)),
 }
-
-
-@dataclass(frozen=True, eq=False)
-class GoalTask(Task):
-    """A :class:`~mbrl.tasks.base.Task` with a goal: what MURAL and the goal benchmarks need on top.
-
-    Fields (all batched torch, leading dims ``...``; ``success_fn`` is the base class's, here always set to
-    the env's ``info["success"]`` test):
-        distance_fn: ``obs[..., O] -> [...]``, distance to the goal that the success test thresholds.
-        success_examples: ``(k, seed=0, device=None) -> Tensor[k, O]`` float32 states that are successes.
-        goal_features: ``obs[..., O] -> [..., F]``, the features a success classifier should look at.
-    """
-
-    distance_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-    success_examples: Callable[..., torch.Tensor] | None = None
-    goal_features: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class FlattenGoalObservation(gym.ObservationWrapper):
@@ -130,15 +111,9 @@ class ActionRepeat(gym.Wrapper):
         return obs, rew, term, trunc, info
 
 
-def _check(name: str, x) -> torch.Tensor:
-    """``x[..., 6]`` as a float tensor (computed in at least float32, like ``mbrl.tasks.base``)."""
-    x = as_tensor(name, x, finite=False, min_ndim=1, last_dim=OBS_DIM)
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def maze_distance(obs: torch.Tensor) -> torch.Tensor:
     """``||pos - goal||``: ``obs[..., 6] -> [...]`` (the quantity ``MazeEnv`` thresholds at 0.45)."""
-    obs = _check("obs", obs)
+    obs = goal_obs("obs", obs, OBS_DIM)
     return torch.linalg.vector_norm(obs[..., _POS] - obs[..., _GOAL], dim=-1)
 
 
@@ -147,28 +122,12 @@ def maze_success(obs: torch.Tensor) -> torch.Tensor:
     return maze_distance(obs) <= GOAL_RADIUS
 
 
-def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Sparse reward of ``MazeEnv`` (reward_type "sparse"): ``1[success(next_obs)]``, ``[...]`` in the
-    inputs' promoted floating dtype."""
-    _, _, n, out_dtype, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
-    return maze_success(n).to(out_dtype).expand(batch)
-
-
-def _never(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Continuing task: never terminates. ``bool[...]`` (all False)."""
-    _, _, n, _, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
-    return torch.zeros(batch, dtype=torch.bool, device=n.device)
-
-
-def _on_success(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Episodic task (``continuing_task=False``): terminates on success. ``bool[...]``."""
-    _, _, n, _, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
-    return maze_success(n).expand(batch)
+_reward, _never, _on_success = sparse_goal_fns(maze_success, OBS_DIM, ACT_DIM)
 
 
 def _features(obs: torch.Tensor) -> torch.Tensor:
     """Ball position ``[..., 2]``: what MURAL's maze classifiers see (the goal is fixed)."""
-    return _check("obs", obs)[..., _POS]
+    return goal_obs("obs", obs, OBS_DIM)[..., _POS]
 
 
 def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = True,
@@ -214,17 +173,10 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
                          radius: float = 0.15) -> torch.Tensor:
         """``k`` successful states ``[k, 6]`` (float32): ball uniformly within ``radius`` of the goal
         (``radius < 0.45``, so every example is a success), zero velocity, goal dims = the goal."""
-        k = int(k)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if not 0 <= radius < GOAL_RADIUS:
-            raise ValueError(f"radius must be in [0, {GOAL_RADIUS}), got {radius}")
-        gen = make_generator(seed, "cpu")
-        ang = torch.rand(k, generator=gen, dtype=torch.float64) * (2 * np.pi)
-        rad = radius * torch.rand(k, generator=gen, dtype=torch.float64).sqrt()
-        goal = torch.as_tensor(goal_xy).expand(k, 2)
-        pos = goal + torch.stack([rad * ang.cos(), rad * ang.sin()], dim=-1)
-        out = torch.cat([pos, torch.zeros(k, 2, dtype=torch.float64), goal], dim=-1)
+        offset, _ = disc_samples(k, radius, GOAL_RADIUS, seed)
+        goal = torch.as_tensor(goal_xy).expand(int(k), 2)
+        pos = goal + offset
+        out = torch.cat([pos, torch.zeros(int(k), 2, dtype=torch.float64), goal], dim=-1)
         return out.to(dtype=torch.float32, device=device)
 
     description = (f"{name}: point mass in a maze, fixed start cell {layout.reset_cell} and goal cell "
@@ -237,8 +189,7 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
             "action_repeat": action_repeat,
             "goal_cell": layout.goal_cell, "obs_names": ["x", "y", "vx", "vy", "goal_x", "goal_y"]}
     return GoalTask(name=name, obs_dim=OBS_DIM, act_dim=ACT_DIM,
-                    action_low=np.full(ACT_DIM, -1.0, np.float32),
-                    action_high=np.full(ACT_DIM, 1.0, np.float32),
+                    action_box=ActionBox([-1.0] * ACT_DIM, [1.0] * ACT_DIM),
                     max_episode_steps=max_steps, make_env=make_env, reward_fn=_reward,
                     termination_fn=_never if continuing_task else _on_success,
                     description=description, info=info, success_fn=maze_success, distance_fn=maze_distance,

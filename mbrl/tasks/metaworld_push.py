@@ -27,10 +27,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mbrl.common.seeding import make_generator
-from mbrl.common.validation import as_tensor
-from mbrl.tasks.base import check_transition
-from mbrl.tasks.maze import GoalTask
+from mbrl.common.action_box import ActionBox
+from mbrl.tasks.goal import GoalTask, disc_samples, goal_obs, sparse_goal_fns
 
 __all__ = [
     "FixedTaskWrapper",
@@ -61,15 +59,9 @@ class FixedTaskWrapper(gym.Wrapper):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
 
 
-def _check(name: str, x) -> torch.Tensor:
-    """``x[..., 39]`` as a float tensor (computed in at least float32, like ``mbrl.tasks.base``)."""
-    x = as_tensor(name, x, finite=False, min_ndim=1, last_dim=OBS_DIM)
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def push_distance(obs: torch.Tensor) -> torch.Tensor:
     """Puck-to-goal distance ``||obs[4:7] - obs[36:39]||``: ``obs[..., 39] -> [...]``."""
-    obs = _check("obs", obs)
+    obs = goal_obs("obs", obs, OBS_DIM)
     return torch.linalg.vector_norm(obs[..., _OBJ] - obs[..., _GOAL], dim=-1)
 
 
@@ -78,25 +70,16 @@ def push_success(obs: torch.Tensor) -> torch.Tensor:
     return push_distance(obs) <= PUSH_RADIUS
 
 
-def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Sparse reward ``1[success(next_obs)]``: ``[...]`` in the inputs' promoted floating dtype."""
-    _, _, n, out_dtype, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
-    return push_success(n).to(out_dtype).expand(batch)
-
-
-def _never(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """MT1 never terminates (only truncates at 500 steps): ``bool[...]`` all False."""
-    _, _, n, _, batch = check_transition(obs, act, next_obs, OBS_DIM, ACT_DIM)
-    return torch.zeros(batch, dtype=torch.bool, device=n.device)
+_reward, _never, _ = sparse_goal_fns(push_success, OBS_DIM, ACT_DIM)  # MT1 never terminates (500-step limit)
 
 
 def _features(obs: torch.Tensor) -> torch.Tensor:
     """Hand and puck positions ``[..., 6]``: the features a success classifier looks at (goal fixed)."""
-    return _check("obs", obs)[..., _FEATURES]
+    return goal_obs("obs", obs, OBS_DIM)[..., _FEATURES]
 
 
 def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
-    """Build the sparse-reward ``push-v3`` :class:`~mbrl.tasks.maze.GoalTask` (see module doc).
+    """Build the sparse-reward ``push-v3`` :class:`~mbrl.tasks.goal.GoalTask` (see module doc).
 
     Args:
         mt1_seed: seed of MT1's 50 (puck, goal) configurations.
@@ -121,17 +104,10 @@ def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
         the goal in xy (resting height), the hand 3 cm above the puck (+-5 mm noise), gripper half open
         (as when the scripted ``SawyerPushV3Policy`` succeeds), the reset quaternion, previous frame equal
         to the current one (at rest) and the goal entries equal to the task's goal."""
+        offset, gen = disc_samples(k, radius, PUSH_RADIUS, seed)
         k = int(k)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if not 0 <= radius < PUSH_RADIUS:
-            raise ValueError(f"radius must be in [0, {PUSH_RADIUS}), got {radius}")
-        gen = make_generator(seed, "cpu")
-        ang = torch.rand(k, generator=gen, dtype=torch.float64) * (2 * np.pi)
-        rad = radius * torch.rand(k, generator=gen, dtype=torch.float64).sqrt()
         obj = goal.expand(k, 3).clone()
-        obj[:, 0] += rad * ang.cos()
-        obj[:, 1] += rad * ang.sin()
+        obj[:, :2] += offset
         hand = obj + torch.tensor([0.0, 0.0, 0.03], dtype=torch.float64)
         hand = hand + 0.005 * (2 * torch.rand(k, 3, generator=gen, dtype=torch.float64) - 1)
         frame = torch.cat([hand, torch.full((k, 1), 0.5, dtype=torch.float64), obj, quat0.expand(k, 4),
@@ -140,8 +116,7 @@ def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
         return out.to(dtype=torch.float32, device=device)
 
     return GoalTask(name="MetaWorld-push-v3", obs_dim=OBS_DIM, act_dim=ACT_DIM,
-                    action_low=np.full(ACT_DIM, -1.0, dtype=np.float32),
-                    action_high=np.full(ACT_DIM, 1.0, dtype=np.float32), max_episode_steps=500,
+                    action_box=ActionBox([-1.0] * ACT_DIM, [1.0] * ACT_DIM), max_episode_steps=500,
                     make_env=make_env, reward_fn=_reward, termination_fn=_never,
                     description=("Meta-World push-v3 (MT1 configuration fixed): push the puck to the goal; "
                                  "sparse reward 1 when the puck is within 0.05 of it; never terminates."),

@@ -12,8 +12,11 @@ model (design.md, "Lyapunov density models") is ``E(s, a) = -log p(s, a)`` from 
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from mbrl.common.serialization import load_state, save_state
 from mbrl.common.validation import as_tensor
 
 __all__ = ["DensityBase", "validate_fit_data"]
@@ -37,7 +40,8 @@ class DensityBase:
     """Base class: device/dtype/seed handling, standardisation, query validation and the log-det term.
 
     Subclasses implement ``_fit_standardised(z: Tensor[N, D])`` and ``_log_prob_standardised(z:
-    Tensor[M, D]) -> Tensor[M]`` and the (de)serialisation hooks ``_state`` / ``_load_state``.
+    Tensor[M, D]) -> Tensor[M]``, and for :meth:`save` / :meth:`load` the hooks ``_config`` (the constructor
+    keywords that rebuild the model), ``_state_tensors`` (the fitted tensors) and ``_restore`` (set them back).
     """
 
     def __init__(
@@ -86,6 +90,22 @@ class DensityBase:
         """``E(x) = -log p(x)``: ``Tensor[..., D]`` -> ``Tensor[...]`` (design.md, LDM energy)."""
         return -self.log_prob(x)
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``; atomic, no pickle)."""
+        meta = self._base_meta() | self._config()
+        save_state(path, self._base_tensors() | self._state_tensors(), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu"):
+        """The model saved at ``path`` by :meth:`save`, on ``device``."""
+        tensors, meta = load_state(path, device)
+        keys = cls._config_keys()
+        m = cls(**{k: meta[k] for k in keys}, device=device, dtype=cls._dtype_from(meta), seed=meta["seed"])
+        m._load_base(tensors, meta)
+        m._restore(tensors, meta)
+        return m
+
     # ------------------------------------------------------------------ helpers
     def _min_points(self) -> int:
         return 1
@@ -124,6 +144,21 @@ class DensityBase:
         return getattr(torch, meta.get("dtype", "float32"))
 
     # subclasses
+    @classmethod
+    def _config_keys(cls) -> tuple[str, ...]:  # pragma: no cover - abstract
+        """The constructor keywords :meth:`_config` returns (read back from the metadata by :meth:`load`)."""
+        raise NotImplementedError
+
+    def _config(self) -> dict:
+        """The constructor keywords (JSON values) that rebuild this model unfitted."""
+        return {k: getattr(self, k) for k in self._config_keys()}
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _fit_standardised(self, z: torch.Tensor, **kwargs) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -13,14 +13,12 @@ negative log-likelihood of each minibatch (e.g. an adversarial-unlearning term, 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import torch
 import zuko
 
 from mbrl.common.seeding import make_generator
-from mbrl.common.serialization import load_state, save_state
 from mbrl.common.validation import check_threshold
 from safe_density.density.base import DensityBase
 
@@ -133,40 +131,20 @@ class FlowDensity(DensityBase):
         out = [dist.log_prob(z[i : i + self.chunk_size]) for i in range(0, z.shape[0], self.chunk_size)]
         return torch.cat(out) if out else z.new_zeros(0)
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
-        meta = self._base_meta() | {
-            "flow": self.flow_type,
-            "transforms": self.transforms,
-            "hidden": list(self.hidden),
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "chunk_size": self.chunk_size,
-        }
-        tensors = {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
-        save_state(path, self._base_tensors() | tensors, meta)
-
+    # ------------------------------------------------------------------ persistence (DensityBase.save / load)
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> FlowDensity:
-        tensors, meta = load_state(path, device)
-        m = cls(
-            meta["flow"],
-            transforms=meta["transforms"],
-            hidden=meta["hidden"],
-            steps=meta["steps"],
-            batch_size=meta["batch_size"],
-            lr=meta["lr"],
-            weight_decay=meta["weight_decay"],
-            chunk_size=meta["chunk_size"],
-            device=device,
-            dtype=cls._dtype_from(meta),
-            seed=meta["seed"],
-        )
-        m._load_base(tensors, meta)
-        m.flow = m._build(m.dim)
-        m.flow.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("flow.")})
-        m.flow.eval().requires_grad_(False)
-        return m
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ("flow", "transforms", "hidden", "steps", "batch_size", "lr", "weight_decay", "chunk_size")
+
+    def _config(self) -> dict:
+        return {"flow": self.flow_type, "transforms": self.transforms, "hidden": list(self.hidden),
+                "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay, "chunk_size": self.chunk_size}
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.flow = self._build(self.dim)
+        self.flow.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("flow.")})
+        self.flow.eval().requires_grad_(False)

@@ -12,12 +12,10 @@ mean log-likelihood improves by less than ``tol``. All steps are batched over po
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from mbrl.common.seeding import make_generator
-from mbrl.common.serialization import load_state, save_state
 from mbrl.common.validation import INT_MAX, check_int, check_threshold
 from safe_density.density.base import DensityBase
 
@@ -131,34 +129,14 @@ class GaussianMixtureDensity(DensityBase):
         return torch.cat(out) if out else z.new_zeros(0)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
-        meta = self._base_meta() | {
-            "n_components": self.n_components,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "reg_covar": self.reg_covar,
-            "chunk_size": self.chunk_size,
-        }
-        save_state(
-            path,
-            self._base_tensors() | {"weights": self.weights, "means": self.means, "chol": self.chol},
-            meta,
-        )
-
+    # persistence (DensityBase.save / load)
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> GaussianMixtureDensity:
-        tensors, meta = load_state(path, device)
-        m = cls(
-            meta["n_components"],
-            max_iter=meta["max_iter"],
-            tol=meta["tol"],
-            reg_covar=meta["reg_covar"],
-            chunk_size=meta["chunk_size"],
-            device=device,
-            dtype=cls._dtype_from(meta),
-            seed=meta["seed"],
-        )
-        m._load_base(tensors, meta)
-        m.weights, m.means, m.chol = (tensors[k].to(m.device, m.dtype) for k in ("weights", "means", "chol"))
-        return m
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ("n_components", "max_iter", "tol", "reg_covar", "chunk_size")
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.weights, "means": self.means, "chol": self.chol}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.weights, self.means, self.chol = (tensors[k].to(self.device, self.dtype)
+                                               for k in ("weights", "means", "chol"))

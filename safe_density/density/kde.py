@@ -13,12 +13,10 @@ stays ``O(chunk_size * N)``; ``max_points`` sub-samples huge data sets (seeded).
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from mbrl.common.seeding import make_generator
-from mbrl.common.serialization import load_state, save_state
 from mbrl.common.validation import INT_MAX, check_int, check_threshold
 from safe_density.density.base import DensityBase
 
@@ -91,28 +89,17 @@ class GaussianKDE(DensityBase):
         return torch.cat(out)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to directory ``path`` (safetensors + JSON, ``mbrl.common.serialization``)."""
-        meta = self._base_meta() | {
-            "bandwidth": self.bandwidth,
-            "h": self.h,
-            "chunk_size": self.chunk_size,
-            "max_points": self.max_points,
-        }
-        save_state(path, self._base_tensors() | {"points": self.points}, meta)
-
+    # persistence (DensityBase.save / load)
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> GaussianKDE:
-        tensors, meta = load_state(path, device)
-        m = cls(
-            meta["bandwidth"],
-            chunk_size=meta["chunk_size"],
-            max_points=meta["max_points"],
-            device=device,
-            dtype=cls._dtype_from(meta),
-            seed=meta["seed"],
-        )
-        m._load_base(tensors, meta)
-        m.points = tensors["points"].to(m.device, m.dtype)
-        m.h = float(meta["h"])
-        return m
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ("bandwidth", "chunk_size", "max_points")
+
+    def _config(self) -> dict:
+        return super()._config() | {"h": self.h}
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"points": self.points}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.points = tensors["points"].to(self.device, self.dtype)
+        self.h = float(meta["h"])

@@ -22,37 +22,26 @@ import torch
 
 from mbrl.common.action_box import ActionBox
 from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
-from mbrl.contracts import as_controller
+from mbrl.contracts import as_controller, is_feasible
+from safe_density.ldm.learned import resolve_threshold
 from safe_density.ldm.projection import METHODS, ActionProjector, as_cost_fn
 
 __all__ = ["DensityConstrainedActionWrapper", "DensityConstrainedController"]
 
 
 
-def _default_threshold(ldm, threshold: float | None) -> float:
-    """``threshold``, else the constraint's own ``threshold``, else the LDM's calibrated one."""
-    if threshold is not None:
-        return threshold
-    if hasattr(ldm, "threshold"):
-        return ldm.threshold
-    calibration = getattr(ldm, "calibration", None)
-    if isinstance(calibration, dict) and "ldm" in calibration:
-        return calibration["ldm"]  # LyapunovDensityModel.calibrate(obs, act, quantile)
-    raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
-                     "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
-
-
 def _default_box(inner, action_low, action_high) -> ActionBox:
-    """The box from ``action_low``/``action_high`` (or an ``ActionBox``), each defaulting to the LDM's own;
-    on the LDM's device and in its dtype."""
+    """``action_low``/``action_high`` (or an ``ActionBox`` as ``action_low``), each defaulting to the LDM's own
+    ``action_box``; on the LDM's device and in its dtype."""
     dtype, device = getattr(inner, "dtype", torch.float32), getattr(inner, "device", torch.device("cpu"))
-    if isinstance(action_low, ActionBox):
-        return ActionBox(action_low, None, device=device, dtype=dtype)
-    low = getattr(inner, "action_low", None) if action_low is None else action_low
-    high = getattr(inner, "action_high", None) if action_high is None else action_high
-    for name, b in (("action_low", low), ("action_high", high)):
-        if b is None:
-            raise ValueError(f"{name} must be given (ldm has no {name})")
+    own = getattr(inner, "action_box", None)
+    if isinstance(action_low, ActionBox) or (action_low is None and action_high is None and own is not None):
+        return ActionBox(action_low if action_low is not None else own, None, device=device, dtype=dtype)
+    for name, given in (("action_low", action_low), ("action_high", action_high)):
+        if given is None and not isinstance(own, ActionBox):
+            raise ValueError(f"{name} must be given (ldm has no action_box)")
+    low = own.low if action_low is None else action_low
+    high = own.high if action_high is None else action_high
     return ActionBox(low, high, getattr(inner, "act_dim", None), device=device, dtype=dtype)
 
 
@@ -65,7 +54,7 @@ class DensityConstrainedController:
             :meth:`filter` is used (e.g. by :class:`DensityConstrainedActionWrapper`).
         ldm: ``LyapunovDensityModel`` / ``Constraint`` / callable ``(obs[..., O], act[..., A]) -> [...]``.
         threshold: the level ``c``; ``None`` takes ``ldm.threshold`` (a ``Constraint``) or the calibrated
-            threshold of a ``LyapunovDensityModel`` (:meth:`~LyapunovDensityModel.calibrate`).
+            threshold of a ``LyapunovDensityModel`` (:func:`~safe_density.ldm.learned.resolve_threshold`).
         method: ``"sample"`` or ``"qp"``.
         action_low, action_high: action box ``[A]`` (or an ``ActionBox`` as ``action_low``); default: the
             LDM's ``action_box``.
@@ -101,7 +90,7 @@ class DensityConstrainedController:
         cost_fn = as_cost_fn(ldm)
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        threshold = check_threshold("threshold", _default_threshold(ldm, threshold))
+        threshold = resolve_threshold(ldm, threshold)
         n_samples = check_int("n_samples", n_samples, low=2, high=INT_MAX)
         qp_iters = check_int("qp_iters", qp_iters, low=1, high=10**6)
         refine_rounds = check_int("refine_rounds", refine_rounds, low=0, high=10**6)
@@ -201,7 +190,7 @@ class DensityConstrainedController:
             raise ValueError("obs must not be empty")
         o2, a2 = (o[None], a[None]) if single else (o, a)
         out, g_out, bad = self.projector.project(o2, a2)
-        feasible = (g_out <= self.threshold).cpu().numpy()
+        feasible = is_feasible(g_out, self.threshold).cpu().numpy()
         self.last_feasible = feasible[0] if single else feasible
         modified = bad.cpu().numpy()
         self.last_modified = modified[0] if single else modified
@@ -243,8 +232,8 @@ class DensityConstrainedActionWrapper(gym.ActionWrapper):
     ) -> None:
         super().__init__(env)
         inner = getattr(ldm, "ldm", ldm)
-        low, high = getattr(inner, "action_low", None), getattr(inner, "action_high", None)
-        if low is None or high is None:
+        low = high = None
+        if not isinstance(getattr(inner, "action_box", None), ActionBox):
             if not isinstance(env.action_space, gym.spaces.Box):
                 raise ValueError("env.action_space must be a Box when ldm has no action bounds")
             low, high = env.action_space.low, env.action_space.high

@@ -37,7 +37,7 @@ import math
 import operator
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -46,8 +46,32 @@ from mbrl.common.action_box import ActionBox
 from mbrl.common.seeding import make_generator
 from mbrl.common.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
 from mbrl.common.validation import INT_MAX, as_flags, as_tensor, check_int, check_threshold
+from safe_density.contracts import DensityModel
+from safe_density.density.base import DensityBase
 
-__all__ = ["LDMConfig", "LDMConstraint", "LyapunovDensityModel"]
+__all__ = ["THRESHOLD_RULES", "LDMConfig", "LDMConstraint", "LyapunovDensityModel", "resolve_threshold"]
+
+THRESHOLD_RULES = ("ldm", "energy")
+
+
+def resolve_threshold(source, threshold: float | None = None, greedy: bool = False) -> float:
+    """The threshold ``c`` to use with ``source`` (the one precedence rule of the library):
+
+    1. ``threshold`` when given;
+    2. else ``source.threshold`` (a ``Constraint``, e.g. an :class:`LDMConstraint`);
+    3. else the calibrated one of a :class:`LyapunovDensityModel` (:meth:`~LyapunovDensityModel.calibrate`):
+       its ``"energy"`` entry for the greedy constraint, its ``"ldm"`` entry otherwise.
+
+    Validated (a finite real; ``ValueError`` naming ``threshold``)."""
+    if threshold is None:
+        threshold = getattr(source, "threshold", None)
+    if threshold is None:
+        calibration = getattr(source, "calibration", None)
+        if not isinstance(calibration, dict):
+            raise ValueError("threshold must be given (ldm has no threshold and was not calibrated: "
+                             "call ldm.calibrate(obs, act, quantile) or pass threshold=)")
+        threshold = calibration["energy" if greedy else "ldm"]
+    return check_threshold("threshold", threshold)
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,19 @@ class LDMConfig:
         check_threshold("grad_clip", self.grad_clip, low=0.0, high=math.inf, inclusive=False)
         if self.energy_cap is not None:
             check_threshold("energy_cap", self.energy_cap)
+
+    @classmethod
+    def with_overrides(cls, config: LDMConfig | None = None, **overrides) -> LDMConfig:
+        """``config`` (default: the defaults above) with some fields replaced; ``ValueError`` naming an
+        unknown field. The one place the LDM's defaults are stated: constructors take a config plus these."""
+        base = cls() if config is None else config
+        if not isinstance(base, cls):
+            raise ValueError(f"config must be an LDMConfig, got {type(config).__name__}")
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown LDM option(s) {unknown}; LDMConfig's fields are "
+                             f"{[f.name for f in fields(cls)]}")
+        return replace(base, **overrides) if overrides else base
 
 
 @dataclass
@@ -151,7 +188,7 @@ class LDMConstraint:
         with torch.no_grad():
             v = ldm._fast_energy(o, a)
             if not self.greedy:
-                v = torch.maximum(v, ldm._net_value(ldm.net, o, a))
+                v = ldm._value(o, a, v)
         big = torch.finfo(v.dtype).max / 4
         return torch.nan_to_num(v, nan=big, posinf=big, neginf=-big)
 
@@ -215,23 +252,15 @@ class LyapunovDensityModel:
         obs_dim: int,
         act_dim: int,
         action_low,
-        action_high,
-        density=None,
+        action_high=None,
+        density: DensityModel | None = None,
         *,
-        hidden: Sequence[int] = (256, 256),
-        gamma: float = 0.99,
-        n_action_samples: int = 32,
-        cem_steps: int = 0,
-        tau: float = 0.005,
-        lr: float = 3e-4,
-        steps: int = 2_000,
-        batch_size: int = 256,
-        energy_cap: float | None = None,
         config: LDMConfig | None = None,
         obs_indices: Sequence[int] | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int | None = 0,
+        **overrides,
     ) -> None:
         obs_dim = check_int("obs_dim", obs_dim, low=1, high=INT_MAX)
         act_dim = check_int("act_dim", act_dim, low=1, high=INT_MAX)
@@ -243,28 +272,11 @@ class LyapunovDensityModel:
         self.feature_dim = obs_dim if self.obs_indices is None else len(self.obs_indices)
         self._idx = None if self.obs_indices is None else torch.tensor(self.obs_indices, device=self.device)
         self.action_box = ActionBox(action_low, action_high, act_dim, device=self.device, dtype=dtype)
-        self.action_low, self.action_high = self.action_box.low, self.action_box.high
         half = self.action_box.width / 2
         self._act_half = torch.where(half > 0, half, torch.ones_like(half))  # a pinned dimension scales by 1
-        self.config = (
-            config
-            if config is not None
-            else LDMConfig(
-                hidden=tuple(hidden),
-                gamma=gamma,
-                n_action_samples=n_action_samples,
-                cem_steps=cem_steps,
-                tau=tau,
-                lr=lr,
-                steps=steps,
-                batch_size=batch_size,
-                energy_cap=energy_cap,
-            )
-        )
-        if density is not None and not (
-            callable(getattr(density, "log_prob", None)) and callable(getattr(density, "fit", None))
-        ):
-            raise ValueError("density must be a DensityModel (with fit(x) and log_prob(x))")
+        self.config = LDMConfig.with_overrides(config, **overrides)
+        if density is not None and not isinstance(density, DensityModel):
+            raise ValueError("density must be a DensityModel (safe_density.contracts: fit(x) and log_prob(x))")
         self.density = density
         self._density_ready = density is not None and bool(getattr(density, "fitted", False))
         devices = [self.device] if self.device.type == "cuda" else []
@@ -311,20 +323,26 @@ class LyapunovDensityModel:
         return -torch.as_tensor(self.density.log_prob(x), device=self.device).to(self.dtype)
 
     def _fast_energy(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``-log p`` on the hot path: the density's public ``log_prob(x, validate=False)`` when it has one
-        (every ``DensityBase``), else its validating ``log_prob`` on finite rows (the others marked +inf)."""
-        d = self.density
+        """``-log p`` on the hot path: a library density (:class:`~safe_density.density.base.DensityBase`) is
+        asked without validation (``log_prob(x, validate=False)``); any other ``DensityModel`` gets its own
+        validating ``log_prob`` on the finite rows, the others marked +inf."""
         x = torch.cat([o, a], -1)
-        try:
-            return -d.log_prob(x, validate=False).to(self.device, self.dtype)
-        except TypeError:  # a foreign DensityModel without the fast path: feed it finite points only
-            ok = torch.isfinite(x).all(-1)
-            e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.feature_dim, self.act_dim], -1))
-            return torch.where(ok, e, math.inf)
+        if isinstance(self.density, DensityBase):
+            return -self.density.log_prob(x, validate=False).to(self.device, self.dtype)
+        ok = torch.isfinite(x).all(-1)
+        e = self._raw_energy(*torch.where(ok[..., None], x, 0.0).split([self.feature_dim, self.act_dim], -1))
+        return torch.where(ok, e, math.inf)
 
     def _net_value(self, net: nn.Module, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``G_phi`` in energy units: the largest of the critics' predictions (``[...]``)."""
         return net(self._features(o, a)).amax(-1) * self.e_std + self.e_mean
+
+    def _value(self, o: torch.Tensor, a: torch.Tensor, energy: torch.Tensor, net: nn.Module | None = None
+               ) -> torch.Tensor:
+        """``G = max(E, G_phi)`` (docs/design.md, (LDM-5)): the one place the rule is written. ``energy`` is
+        ``E(o, a)`` (computed by the caller, which knows whether it is capped or on the hot path); ``net``
+        defaults to the online critic (the backup passes the target)."""
+        return torch.maximum(energy, self._net_value(self.net if net is None else net, o, a))
 
     # ------------------------------------------------------------------ public queries
     def energy(self, obs, act) -> torch.Tensor:
@@ -343,32 +361,39 @@ class LyapunovDensityModel:
             raise RuntimeError("LyapunovDensityModel is not fitted; call fit(...) first")
         o, a = self._pair(obs, act)
         with torch.set_grad_enabled(torch.is_grad_enabled() and (o.requires_grad or a.requires_grad)):
-            return torch.maximum(self._raw_energy(o, a), self._net_value(self.net, o, a))
+            return self._value(o, a, self._raw_energy(o, a))
 
     __call__ = value
 
-    def calibrate(self, obs, act, quantile: float = 0.5) -> float:
-        """Set the thresholds from the data: ``c`` = the ``quantile`` of ``G`` over ``(obs, act)`` (typically
-        the training data's own pairs, so a fraction ``quantile`` of them is feasible), and likewise the
-        greedy baseline's threshold from the quantile of ``E`` (its own energy, not ``G``: ``G >= E``, so
-        ``G``'s quantile would make the greedy constraint looser than intended).
+    def calibrate(self, obs, act, quantile: float = 0.5, rule: str = "ldm") -> float:
+        """Set the thresholds from data (docs/design.md, (LDM-8)); the one threshold rule.
 
-        Stored in ``calibration`` (saved with the model) and used by :meth:`constraint` when no threshold is
-        given. Returns the LDM threshold ``c``. ``obs[N, obs_dim]``, ``act[N, A]``.
+        * ``rule="ldm"``: ``c`` = the ``quantile`` of ``G`` over ``(obs, act)`` (typically the training data's
+          own pairs, so a fraction ``quantile`` of them is feasible); the greedy baseline's threshold is the
+          same quantile of ``E`` (its own cost: ``G >= E``, so ``G``'s quantile would loosen it).
+        * ``rule="energy"``: the LDM paper authors' rule: ``c`` = the ``quantile`` of the data's energies
+          ``E``, used as the threshold on ``G`` and on ``E`` alike (the two constraints compared at equal ``c``).
+
+        Stored in ``calibration`` (``{"quantile", "rule", "ldm", "energy", "n"}``, saved with the model) and used
+        by :meth:`constraint` and the controller wrappers when no threshold is given (:func:`resolve_threshold`).
+        Returns the LDM threshold ``c``. ``obs[N, obs_dim]``, ``act[N, A]``.
         """
         q = check_threshold("quantile", quantile, low=0.0, high=1.0, inclusive=True)
+        if rule not in THRESHOLD_RULES:
+            raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule!r}")
         if not self.fitted:
             raise RuntimeError("LyapunovDensityModel is not fitted; call fit(...) first")
         o, a = self._pair(obs, act)
         if o.ndim != 2 or o.shape[0] == 0:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}) with N >= 1, got {tuple(o.shape)}")
         with torch.no_grad():
-            g = torch.maximum(self._raw_energy(o, a), self._net_value(self.net, o, a))
             e = self._raw_energy(o, a)
+            g = self._value(o, a, e)
         qs = torch.tensor(q, dtype=torch.float64)
-        self.calibration = {"quantile": q, "ldm": float(torch.quantile(g.double().cpu(), qs)),
-                            "energy": float(torch.quantile(e.double().cpu(), qs)), "n": int(o.shape[0])}
-        return self.calibration["ldm"]
+        c_energy = float(torch.quantile(e.double().cpu(), qs))
+        c_ldm = float(torch.quantile(g.double().cpu(), qs)) if rule == "ldm" else c_energy
+        self.calibration = {"quantile": q, "rule": rule, "ldm": c_ldm, "energy": c_energy, "n": int(o.shape[0])}
+        return c_ldm
 
     def constraint(self, threshold: float | None = None, greedy: bool = False,
                    placement: str = "current") -> LDMConstraint:
@@ -380,11 +405,7 @@ class LyapunovDensityModel:
             placement: ``"current"`` (the real current state-action; the LDM's guarantee covers the future) or
                 ``"imagined"`` (every imagined step of a planner's rollouts), see :class:`LDMConstraint`.
         """
-        if threshold is None:
-            if self.calibration is None:
-                raise ValueError("threshold must be given (or call calibrate(obs, act, quantile) first)")
-            threshold = self.calibration["energy" if greedy else "ldm"]
-        return LDMConstraint(self, check_threshold("threshold", threshold), bool(greedy), placement)
+        return LDMConstraint(self, resolve_threshold(self, threshold, greedy), bool(greedy), placement)
 
     # ------------------------------------------------------------------ training
     def _require_density(self) -> None:
@@ -418,7 +439,7 @@ class LyapunovDensityModel:
         def score(a: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
             if e is None:
                 e = self._raw_energy(o, a).clamp(max=self.e_cap)
-            return torch.maximum(e, self._net_value(self.target, o, a))
+            return self._value(o, a, e, self.target)
 
         acts = self._sample_actions(b, k) if pool is None else pool[0]
         vals = score(acts, None if pool is None else pool[1])
@@ -566,8 +587,8 @@ class LyapunovDensityModel:
             "e_mean": self.e_mean,
             "e_std": self.e_std,
             "e_cap": self.e_cap,
-            "action_low": self.action_low,
-            "action_high": self.action_high,
+            "action_low": self.action_box.low,
+            "action_high": self.action_box.high,
         }
         cfg = asdict(self.config)
         cfg["hidden"] = list(cfg["hidden"])

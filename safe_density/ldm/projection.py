@@ -20,19 +20,16 @@ Tensors in, tensors out, no validation: the wrappers in :mod:`safe_density.ldm.c
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from mbrl.common.action_box import ActionBox
 from mbrl.common.seeding import make_generator
+from mbrl.contracts import CostFn, is_feasible
 
 __all__ = ["METHODS", "ActionProjector", "as_cost_fn"]
 
 METHODS = ("sample", "qp")
-
-CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def as_cost_fn(ldm) -> CostFn:
@@ -76,12 +73,12 @@ class ActionProjector:
         a = self.box.project(act)
         g0 = self.cost(obs, a)
         out, g_out = a.clone(), g0.clone()
-        bad = ~(g0 <= self.threshold)
+        bad = ~is_feasible(g0, self.threshold)
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(-1)
             if self.method == "qp":
                 new, g_new = self._qp_project(obs[rows], a[rows])
-                still = ~(g_new <= self.threshold)
+                still = ~is_feasible(g_new, self.threshold)
                 if bool(still.any()):
                     new[still], g_new[still] = self._sample_project(obs[rows[still]], a[rows[still]])
             else:
@@ -118,7 +115,7 @@ class ActionProjector:
     def _pick(self, obs: torch.Tensor, a0: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Closest feasible candidate, else the least-violating: ``cand[B, K, A]`` -> ``[B, A]``, ``[B]``."""
         g = self.cost(obs[:, None].expand(-1, cand.shape[1], -1), cand)  # [B, K]
-        feas = g <= self.threshold
+        feas = is_feasible(g, self.threshold)
         dist = (cand - a0[:, None]).norm(dim=-1)
         score = torch.where(feas, dist, torch.full_like(dist, float("inf")))
         idx = torch.where(feas.any(1), score.argmin(1), torch.nan_to_num(g, nan=float("inf")).argmin(1))
@@ -182,7 +179,7 @@ class ActionProjector:
             new = self._solve_qps(a0_np, cur.detach().cpu().double().numpy(), *lin, active.cpu().numpy())
             cur = self.box.project(torch.as_tensor(new, dtype=self.dtype, device=self.device))
             g_cur = self.cost(obs, cur)
-            ok_now, ok_best = g_cur <= self.threshold, g_best <= self.threshold
+            ok_now, ok_best = is_feasible(g_cur, self.threshold), is_feasible(g_best, self.threshold)
             d_cur, d_best = (cur - a0).norm(dim=-1), (best - a0).norm(dim=-1)
             better = (ok_now & (~ok_best | (d_cur < d_best))) | (~ok_now & ~ok_best & (g_cur < g_best))
             better &= active

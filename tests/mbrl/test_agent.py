@@ -307,7 +307,7 @@ def test_agent_sanitises_a_bad_optimizer_result():
     class Broken:
         """An optimiser returning NaN and out-of-bounds entries."""
 
-        def optimize(self, objective, init_mean, low=None, high=None, generator=None):
+        def optimize(self, objective, init_mean, box=None, generator=None):
             plan = torch.full_like(init_mean, 5.0)
             plan[..., 0] = torch.nan
             return plan
@@ -372,19 +372,23 @@ def test_cuda_graph_planning_matches_eager_quality(dtype):
 
 
 def test_agent_bounds_are_checked_once_not_at_every_plan(monkeypatch):
-    """The agent's ActionBox is validated at construction; the optimiser checks the same box objects once and
-    then reuses them (no per-plan validation or host sync), while new bounds given to it are checked again."""
-    import mbrl.planning.base as base
+    """The agent's ActionBox is validated once, at construction, and handed to the optimiser as it is: no
+    per-plan validation (no host sync), while bounds given to the optimiser as low/high are checked."""
+    import mbrl.common.action_box as action_box
 
     calls = []
-    real = base.check_bounds
-    monkeypatch.setattr(base, "check_bounds", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = action_box.check_bounds
+    monkeypatch.setattr(action_box, "check_bounds", lambda *a, **k: calls.append(1) or real(*a, **k))
     agent = MPCAgent(FakeEnsemble(2, 1, OFFSETS), final_square, None, [-1.0], [1.0],
                      optimizer=CEM(population=16, elites=4, iterations=2), horizon=3, particles=5, seed=0)
+    seen = []
+    inner = agent.optimizer.optimize
+    monkeypatch.setattr(agent.optimizer, "optimize", lambda *a, **k: seen.append(k["box"]) or inner(*a, **k))
     for _ in range(4):
         a = agent.act(np.zeros(2, np.float32))
         assert -1.0 <= float(a[0]) <= 1.0
     assert len(calls) == 1
+    assert all(b is agent.action_box for b in seen) and len(seen) == 4
     with pytest.raises(ValueError, match="low must be <= high"):
-        agent.optimizer.optimize(lambda x: x.sum((-1, -2)), torch.zeros(3, 1), low=torch.ones(1), high=-torch.ones(1))
+        inner(lambda x: x.sum((-1, -2)), torch.zeros(3, 1), low=torch.ones(1), high=-torch.ones(1))
     assert len(calls) == 2

@@ -107,8 +107,8 @@ def test_executed_action_is_feasible_when_a_feasible_candidate_was_sampled(make_
 class MeanInGap(CEM):
     """A stub whose answer is infeasible (a_0 = 0) while its best sample is feasible (a_0 = 0.7)."""
 
-    def optimize(self, objective, init_mean, *, low=None, high=None, generator=None):
-        super().optimize(objective, init_mean, low=low, high=high, generator=generator)
+    def optimize(self, objective, init_mean, *, box=None, generator=None):
+        super().optimize(objective, init_mean, box=box, generator=generator)
         B = init_mean.shape[0] if init_mean.ndim == 3 else 1
         best = torch.zeros_like(init_mean if init_mean.ndim == 3 else init_mean[None])
         best[..., 0] = 0.7

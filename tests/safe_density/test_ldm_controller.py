@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mbrl.common.action_box import ActionBox
 from safe_density.ldm import (
     DensityConstrainedActionWrapper,
     DensityConstrainedController,
@@ -27,7 +28,7 @@ class BallLDM:
     obs_dim = act_dim = 2
     dtype = torch.float64
     device = torch.device("cpu")
-    action_low, action_high = torch.tensor(LOW), torch.tensor(HIGH)
+    action_box = ActionBox(LOW, HIGH, dtype=torch.float64)
 
     def __init__(self, offset=0.0):
         self.offset = offset
@@ -237,7 +238,7 @@ class _RecordingCost:
     ``G(s, a) = min_j ||a - p_j(s)||^2`` over a few centres ``p_j`` per state (``obs[..., 0]`` is the state's id)."""
 
     obs_dim, act_dim, dtype, device = 2, 2, torch.float64, torch.device("cpu")
-    action_low, action_high = torch.tensor(LOW), torch.tensor(HIGH)
+    action_box = ActionBox(LOW, HIGH, dtype=torch.float64)
 
     def __init__(self, centres: torch.Tensor, c: float):
         self.centres, self.c = centres, c          # [B, J, A]
