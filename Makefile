@@ -36,12 +36,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check safe_density mbrl tests benchmarks notebooks/*.py
 
 demo: $(STAMP)
-	$(PY) benchmarks/demo.py
+	$(PY) -m benchmarks.demo
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
 
-# mbrl-lib 0.2.0 (facebookresearch) in its own venv: the speed anchor of benchmarks/planner_speed.py --anchor.
+# mbrl-lib 0.2.0 (facebookresearch) in its own venv: the speed anchor of `python -m benchmarks.planner_speed --anchor`.
 # Its import name `mbrl` clashes with ours, so it is timed in a separate interpreter. mbrl 0.2.0 pins
 # hydra-core/omegaconf versions that no longer resolve with current Python; 1.3.2 / 2.3.0 are forced.
 MBRLLIB_VENV := .venv-mbrllib

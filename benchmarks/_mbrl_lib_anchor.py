@@ -1,6 +1,6 @@
 """mbrl-lib 0.2.0's PETS planner as a timing anchor, run in its own interpreter (``make mbrl-lib-env``).
 
-mbrl-lib's import name ``mbrl`` is the same as ours, so :mod:`planner_speed` starts this file with the
+mbrl-lib's import name ``mbrl`` is the same as ours, so :mod:`planner_speed` starts this file by its path with the
 interpreter of ``.venv-mbrllib`` (from a working directory outside the repository) and talks to it over
 stdin/stdout, one JSON line per command, which lets it alternate mbrl-lib's actions with ours in one run:
 
@@ -21,8 +21,11 @@ hydra-core 1.0.3; under hydra-core 1.3.2 the agent config must be instantiated n
 (``_recursive_: False``), otherwise hydra builds the optimizer itself and the agent receives an object where
 it expects a config.
 
-:func:`matmul_floor` is imported by :mod:`planner_speed` too, so both processes measure the same floor.
-This file imports only torch and numpy at module level (it must load under both interpreters).
+:func:`matmul_floor` comes from ``_common.py``, the benchmarks' shared module, which :mod:`planner_speed` uses
+too, so both processes measure the same floor. Started by its path, this file finds ``_common`` in its own
+folder (a script's folder comes first on the import path; ``benchmarks._common`` would need the folder above,
+a checkout's root, whose ``mbrl`` is ours). This file and ``_common`` import only the standard library, numpy and
+torch at module level: they must load under mbrl-lib's interpreter, where our library is absent.
 """
 
 from __future__ import annotations
@@ -33,53 +36,7 @@ import time
 
 import numpy as np
 import torch
-
-
-def matmul_floor(in_dim: int, out_dim: int, cfg: dict, device: torch.device, repeats: int,
-                 graph: bool = False, cpu_time: bool = False) -> float | tuple[float, float]:
-    """Seconds for the batched products of one action: ``iterations * horizon`` forwards, fp32, no TF32.
-
-    One ``torch.bmm`` per layer over ``[E, ceil(population * particles / E), .]`` rows into preallocated
-    outputs, nothing else (median of ``repeats``). ``graph=True`` (CUDA): replayed from a CUDA graph, i.e.
-    the products' GPU time alone. ``cpu_time=True``: ``(wall seconds, process CPU seconds)`` medians."""
-    e, rows = cfg["ensemble"], cfg["population"] * cfg["particles"]
-    dims = [in_dim, *cfg["hidden"], 2 * out_dim]
-    per = -(-rows // e)
-    ws = [torch.randn(e, a, b, device=device) * 0.05 for a, b in zip(dims[:-1], dims[1:])]
-    xs = [torch.randn(e, per, a, device=device) for a in dims[:-1]]
-    outs = [torch.empty(e, per, b, device=device) for b in dims[1:]]
-    steps = cfg["iterations"] * cfg["horizon"]
-
-    def one_action():
-        for _ in range(steps):
-            for x, w, o in zip(xs, ws, outs):
-                torch.bmm(x, w, out=o)
-
-    run = one_action
-    if graph and device.type == "cuda":
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            one_action()
-        torch.cuda.current_stream(device).wait_stream(side)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            one_action()
-        run = g.replay
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    times, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    if cpu_time:
-        return float(np.median(times)), float(np.median(cpus))
-    return float(np.median(times))
+from _common import matmul_floor
 
 
 class _Spaces:

@@ -15,31 +15,40 @@ model, and still get where they are going.
 Writes ``results/demo/demo.json``, ``demo.md`` (the table) and ``demo.png`` (x over time for every episode,
 crosses where the hopper fell).
 
-    python benchmarks/demo.py            # about 5-10 min on 2 CPU cores
-    python benchmarks/demo.py --device cuda
+    python -m benchmarks.demo            # about 5-10 min on 2 CPU cores
+    python -m benchmarks.demo --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-import ldm_wrap_policy as wrap  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import machine, out_dir, write_json  # noqa: E402
-from hopper_ldm import QUICK, Settings, make_agent, prepare, run_episode  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from benchmarks._common import (
+    HelpFormatter,
+    HopperSettings,
+    WrapSettings,
+    machine,
+    make_agent,
+    out_dir,
+    prepare_hopper,
+    prepare_wrap,
+    pyplot,
+    run_episode,
+    save_figure,
+    wrap_episode,
+    write_json,
+)
+from mbrl.common.serialization import atomic_write_text
 
-from mbrl.common.serialization import atomic_write_text  # noqa: E402
-
-#: the benchmark's CPU settings with one target and 3 episodes per row
-DEMO = dataclasses.replace(QUICK, seeds=3, targets=(2.0,), quantiles=(0.5,), loose_offsets=())
+#: hopper_ldm's CPU settings (its --preset quick) with one target and 3 episodes per row
+DEMO = dataclasses.replace(HopperSettings(), seeds=3, targets=(2.0,), quantiles=(0.5,), loose_offsets=())
 #: the threshold of the LDM rows: this percentile of the data's energies (the authors' rule)
 DEMO_QUANTILE = 0.5
 #: the wrapped-policy rows: (name, action noise, torso-mass scale, friction scale) and the LDM's quantile of G
@@ -47,7 +56,7 @@ DEMO_CELL = ("friction x0.7", 0.0, 1.0, 0.7)
 DEMO_WRAP_QUANTILE = 0.99
 
 
-def mpc_rows(s: Settings, prep: dict, c: float, seed: int, device) -> list[dict]:
+def mpc_rows(s: HopperSettings, prep: dict, c: float, seed: int, device) -> list[dict]:
     ldm, task, target = prep["ldm"], prep["task"], s.targets[0]
     ctls = {"MPC, unconstrained": lambda k: make_agent(s, prep, target, seed=seed + k, device=device),
             "MPC + LDM": lambda k: make_agent(s, prep, target, [ldm.constraint(c)], seed=seed + k, device=device)}
@@ -63,16 +72,16 @@ def mpc_rows(s: Settings, prep: dict, c: float, seed: int, device) -> list[dict]
     return rows
 
 
-def wrap_rows(s: Settings, out: Path, seed: int) -> list[dict]:
+def wrap_rows(s: HopperSettings, out: Path, seed: int) -> list[dict]:
     """The forward policy on a slippery floor, bare and LDM-wrapped (``benchmarks/ldm_wrap_policy.py``)."""
-    ws = dataclasses.replace(wrap.QUICK, quantiles=(DEMO_WRAP_QUANTILE,), episodes=s.seeds)
-    meta = wrap.prepare(ws, seed, out / "wrap_cache")
+    ws = dataclasses.replace(WrapSettings(), quantiles=(DEMO_WRAP_QUANTILE,), episodes=s.seeds)
+    meta = prepare_wrap(ws, seed, out / "wrap_cache")
     rows = []
     names = {"bare": f"policy, {DEMO_CELL[0]}", "ldm": f"policy, {DEMO_CELL[0]}, LDM-wrapped"}
     bar = tqdm(total=2 * s.seeds, desc="wrapped-policy episodes", unit="ep")
     for m, q in (("bare", None), ("ldm", DEMO_WRAP_QUANTILE)):
         for k in range(s.seeds):
-            r = wrap.episode(DEMO_CELL, (m, q), k, str(out / "wrap_cache"), ws, meta["threshold"])
+            r = wrap_episode(DEMO_CELL, (m, q), k, str(out / "wrap_cache"), ws, meta["threshold"])
             rows.append({"controller": names[m], "seed": k, "target": None, "fell": r["fell"], "reached": False,
                          "steps": r["steps"], "xs": r["xs"], "x": r["xs"][-1],
                          "seconds_per_action": r["ms_per_action"] / 1e3, "changed_fraction": r["changed_fraction"]})
@@ -94,19 +103,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     p.add_argument("--out", default=None, help="output folder (default results/demo)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per controller (default 3)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
     torch.set_num_threads(1)   # small networks and batches: one thread is fastest (and survives a busy core)
     device = torch.device(a.device) if a.device else torch.device("cpu")
     out = out_dir("demo", a.out)
     t0 = time.perf_counter()
     s = DEMO if a.episodes is None else dataclasses.replace(DEMO, seeds=a.episodes)
-    prep = prepare(s, a.seed, device)
+    prep = prepare_hopper(s, a.seed, device)
     c = float(np.quantile(prep["e_data"], DEMO_QUANTILE))
     rows = mpc_rows(s, prep, c, a.seed, device) + wrap_rows(s, out, a.seed)
     md = table(rows)
@@ -123,8 +136,7 @@ def main(argv=None) -> dict:
 
 
 def _plot(rows: list[dict], path: Path, target: float) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(dict.fromkeys(r["controller"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.3), sharey=True)
     for ax, name in zip(np.atleast_1d(axes), names):
@@ -142,10 +154,7 @@ def _plot(rows: list[dict], path: Path, target: float) -> None:
     np.atleast_1d(axes)[0].set_ylabel("x position (m)")
     fig.suptitle(f"Hopper-v5: MPC with a learned model toward x = {target:g} (dashed), and the forward policy on a "
                  "floor with 70 % friction; green = upright at the end, red x = fell", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Find the scripted Hopper gaits of ``mbrl.tasks.hopper_gait`` (forward and backward) by CEM.
+"""Find the scripted Hopper gaits of ``mbrl.policies.gait`` (forward and backward) by CEM.
 
-Each candidate parameter vector (14 numbers, :class:`~mbrl.tasks.hopper_gait.GaitParams`) is run for
+Each candidate parameter vector (14 numbers, :class:`~mbrl.policies.gait.GaitParams`) is run for
 ``--steps`` steps from ``--resets`` reset seeds with action noise ``--noise``. Score per run::
 
     direction * displacement                      if the hopper is still up after all steps
@@ -10,24 +10,20 @@ The mean over resets is maximised by a plain cross-entropy method (Gaussian, eli
 The best gaits are printed as Python literals (paste them into ``GAITS``) and written, with their validation
 (falls over ``--validate`` fresh seeds at several noise levels), to ``results/hopper_gait_search/gaits.json``.
 
-    python benchmarks/hopper_gait_search.py             # ~5 min on 2 CPU cores
+    python -m benchmarks.hopper_gait_search             # ~5 min on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from tqdm.auto import tqdm
 
-import numpy as np  # noqa: E402
-from _common import machine, out_dir, write_json  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from mbrl.tasks import make_task  # noqa: E402
-from mbrl.tasks.hopper_gait import GaitParams, HopperGait  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, write_json
+from mbrl.policies.gait import GaitParams, HopperGait
+from mbrl.tasks import make_task
 
 LOW = np.array([0.5, -1.2, -1.5, -0.6, 0, 0, 0, -np.pi, -np.pi, -np.pi, 0.5, 0.0, -4.0, -0.5])
 HIGH = np.array([4.0, 0.2, 0.0, 0.6, 0.8, 0.8, 0.8, np.pi, np.pi, np.pi, 6.0, 0.5, 4.0, 0.5])
@@ -80,18 +76,22 @@ def validate(env, p: GaitParams, steps: int, seeds, noises) -> dict:
     return out
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--population", type=int, default=40)
-    p.add_argument("--elites", type=int, default=8)
-    p.add_argument("--iterations", type=int, default=12)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--population", type=int, default=40, help="CEM candidates per iteration")
+    p.add_argument("--elites", type=int, default=8, help="CEM elites per iteration")
+    p.add_argument("--iterations", type=int, default=12, help="CEM iterations per direction")
     p.add_argument("--steps", type=int, default=1000, help="episode length of each evaluation")
     p.add_argument("--resets", type=int, default=2, help="reset seeds per candidate")
     p.add_argument("--noise", type=float, default=0.1, help="action noise during the search")
     p.add_argument("--validate", type=int, default=5, help="fresh seeds per noise level for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's sampling")
+    p.add_argument("--out", default=None, help="output folder (default results/hopper_gait_search)")
+    return p
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
     rng = np.random.default_rng(a.seed)
     env = make_task("Hopper-v5").make_env()
     out = out_dir("hopper_gait_search", a.out)

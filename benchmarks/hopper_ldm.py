@@ -1,7 +1,8 @@
 """The LDM paper's Hopper experiment (Kang et al., ICML 2022, Sec. 6): MPC with a learned model, hopping to
 target x positions ahead of and behind the start, with and without density constraints.
 
-Pipeline (``--preset quick`` sizes are the defaults of :class:`Settings`):
+Pipeline (``--preset quick`` sizes are the defaults of :class:`benchmarks._common.HopperSettings`, where the
+pipeline's steps 1-3 live: ``demo`` runs them too):
 
 1. **Behaviour data that hop without falling** (the paper's setting): the shipped PPO hoppers of
    ``mbrl.policies`` (forward at > 1 m/s and backward, trained by ``benchmarks/train_hopper_behaviour.py``) at
@@ -29,8 +30,8 @@ The published shape: too loose a threshold and the hopper falls (it exploits the
 reaches the target, too tight and it stands still; the LDM does better than the greedy density constraint
 and the ensemble penalty.
 
-    python benchmarks/hopper_ldm.py                      # CPU preset, 2 cores, Ray local processes
-    python benchmarks/hopper_ldm.py --preset paper --device cuda   # the authors' sizes (flow, 2 x 1024, 150k)
+    python -m benchmarks.hopper_ldm                      # CPU preset, 2 cores, Ray local processes
+    python -m benchmarks.hopper_ldm --preset paper --device cuda   # the authors' sizes (flow, 2 x 1024, 150k)
 """
 
 from __future__ import annotations
@@ -38,145 +39,50 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import machine, out_dir, write_json  # noqa: E402
+from benchmarks._common import (
+    HelpFormatter,
+    HopperSettings,
+    machine,
+    make_agent,
+    out_dir,
+    prepare_hopper,
+    pyplot,
+    ray_runtime_env,
+    run_episode,
+    save_figure,
+    write_json,
+)
+from mbrl.models import ProbabilisticEnsemble
+from mbrl.penalties import EnsembleDisagreement
+from mbrl.sweep import run_grid
+from mbrl.tasks import make_task
+from safe_density.ldm import DensityConstrainedController, LDMConfig, LyapunovDensityModel
 
-from mbrl import train  # noqa: E402
-from mbrl.agent import MPCAgent  # noqa: E402
-from mbrl.models import ProbabilisticEnsemble  # noqa: E402
-from mbrl.penalties import EnsembleDisagreement  # noqa: E402
-from mbrl.policies import collect_hopper_data, keep_before_falls  # noqa: E402
-from mbrl.sweep import run_grid  # noqa: E402
-from mbrl.tasks import make_task  # noqa: E402
-from mbrl.tasks.hopper_gait import collect_gait_data  # noqa: E402
-from mbrl.train import PETSConfig  # noqa: E402
-from safe_density.density import FlowDensity, GaussianMixtureDensity  # noqa: E402
-from safe_density.ldm import DensityConstrainedController, LDMConfig, LyapunovDensityModel  # noqa: E402
-
-#: The CPU-sized planner and model: overrides of the library's PETS defaults (``mbrl.train.PETSConfig``).
-_QUICK_PETS = PETSConfig(hidden=(128, 128, 128), epochs_per_episode=25, population=64, elites=8, iterations=3,
-                         horizon=8, particles=4)
-#: The LDM: the library's defaults (``LDMConfig``) with more steps and a faster target network on this data.
-_QUICK_LDM = LDMConfig(steps=4000, tau=0.05, density_components=16)
 METHODS = ("none", "disagreement", "greedy", "ldm", "wrap")
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """One run's settings. ``pets`` (model, optimiser, horizon, particles; ``epochs_per_episode`` is the
-    ensemble's training epochs on the behaviour data) and ``ldm`` are overrides of the library's configs; the
-    other fields are this experiment's own."""
-
-    pets: PETSConfig = _QUICK_PETS
-    ldm: LDMConfig = _QUICK_LDM
-    data: str = "policies"                      # "policies" (shipped PPO hoppers) or "gait" (scripted fallback)
-    data_noises: tuple[float, ...] = (0.1, 0.2, 0.3)
-    data_episodes: int = 4                      # per policy and noise level
-    data_steps: int = 400
-    drop_before_fall: int = 10
-    density: str = "gmm"                        # "gmm" or "flow" (the authors' neural-spline flow)
-    episode_steps: int = 400                    # the backward data reach x = -1 at about step 280
-    reach_tol: float = 0.2
-    seeds: int = 5
-    targets: tuple[float, ...] = (2.0, -1.0)
-    # the authors' rule: c = a percentile of E on the data, the same c for the LDM and the greedy rows
-    quantiles: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9, 0.99)
-    loose_offsets: tuple[float, ...] = (20.0, 200.0)   # c = the data's largest cost + offset: past the data
-    disagreement_weights: tuple[float, ...] = (1.0, 10.0)
-    wrap_quantiles: tuple[float, ...] = (0.5,)
-    projection_samples: int = 2048              # actions sampled at the real state to project an infeasible plan
-
-
-QUICK = Settings()
-TINY = Settings(pets=dataclasses.replace(_QUICK_PETS, hidden=(32, 32), epochs_per_episode=1, population=16,
-                                         elites=4, iterations=1, horizon=3, particles=2),
-                ldm=dataclasses.replace(_QUICK_LDM, steps=20, hidden=(32, 32), density_components=2),
-                data_noises=(0.1, 0.5), data_episodes=1, data_steps=40, episode_steps=5, seeds=1,
-                quantiles=(0.5,), loose_offsets=(20.0,), disagreement_weights=(1.0,), projection_samples=64)
+#: ``--preset quick``: the defaults of ``HopperSettings`` (the CPU sizes)
+QUICK = HopperSettings()
+TINY = HopperSettings(pets=dataclasses.replace(QUICK.pets, hidden=(32, 32), epochs_per_episode=1, population=16,
+                                               elites=4, iterations=1, horizon=3, particles=2),
+                      ldm=dataclasses.replace(QUICK.ldm, steps=20, hidden=(32, 32), density_components=2),
+                      data_noises=(0.1, 0.5), data_episodes=1, data_steps=40, episode_steps=5, seeds=1,
+                      quantiles=(0.5,), loose_offsets=(20.0,), disagreement_weights=(1.0,), projection_samples=64)
 #: The authors' sizes (design.md, "Published recipes"): flow density, 2 x 1,024 double critic, ~150k backup steps
 #: at tau 0.005, batch 1,024, lr 1e-4, 5,000 action samples at the real state, 1,000-step episodes.
-PAPER = Settings(pets=dataclasses.replace(_QUICK_PETS, hidden=(200, 200, 200, 200), epochs_per_episode=50,
-                                          population=500, elites=50, iterations=5, horizon=15, particles=20),
-                 ldm=LDMConfig(hidden=(1024, 1024), n_critics=2, steps=150_000, tau=0.005, lr=1e-4,
-                               batch_size=1024),
-                 density="flow", data_episodes=20, data_steps=1000, episode_steps=1000, seeds=10,
-                 quantiles=(0.1, 0.25, 0.4, 0.5, 0.75, 0.9, 0.99), projection_samples=5000)
+PAPER = HopperSettings(pets=dataclasses.replace(QUICK.pets, hidden=(200, 200, 200, 200), epochs_per_episode=50,
+                                                population=500, elites=50, iterations=5, horizon=15, particles=20),
+                       ldm=LDMConfig(hidden=(1024, 1024), n_critics=2, steps=150_000, tau=0.005, lr=1e-4,
+                                     batch_size=1024),
+                       density="flow", data_episodes=20, data_steps=1000, episode_steps=1000, seeds=10,
+                       quantiles=(0.1, 0.25, 0.4, 0.5, 0.75, 0.9, 0.99), projection_samples=5000)
 PRESETS = {"quick": QUICK, "tiny": TINY, "paper": PAPER}
-
-
-def target_reward(target: float):
-    def reward_fn(obs, act, next_obs):
-        return 1.0 - (next_obs[..., 0] - target).abs().clamp(max=2.0) / 2.0
-    return reward_fn
-
-
-def collect(s: Settings, seed: int, task) -> dict:
-    """Behaviour data (step 1): the shipped policies, or the scripted gait with ``data="gait"``."""
-    if s.data == "gait":
-        return collect_gait_data(noises=s.data_noises, episodes_per_setting=s.data_episodes,
-                                 max_steps=s.data_steps, seed=seed, task=task)
-    if s.data != "policies":
-        raise ValueError(f"data must be 'policies' or 'gait', got {s.data!r}")
-    return collect_hopper_data(noises=s.data_noises, episodes_per_setting=s.data_episodes, max_steps=s.data_steps,
-                               seed=seed, task=task)
-
-
-def make_density(s: Settings, seed: int, device):
-    if s.density == "flow":   # the authors' neural-spline flow (8 coupling layers, hidden 256)
-        return FlowDensity("nsf", transforms=8, hidden=(256, 256), steps=20_000, device=device, seed=seed)
-    return GaussianMixtureDensity(s.ldm.density_components, device=device, seed=seed)
-
-
-def fit_ldm(s: Settings, data: dict, task, seed: int, device, progress: bool = True):
-    """Density and LDM on ``data`` without the steps just before falls; returns ``(ldm, obs, act)``."""
-    keep = keep_before_falls(data["terminated"], data["episode"], s.drop_before_fall)
-    o, a, o2 = (torch.as_tensor(data[k][keep]) for k in ("obs", "act", "next_obs"))
-    ldm = LyapunovDensityModel(task.obs_dim, task.act_dim, task.action_low, task.action_high,
-                               density=make_density(s, seed, device), config=s.ldm,
-                               obs_indices=range(1, task.obs_dim), device=device, seed=seed)
-    ldm.fit(o, a, o2, progress=progress)
-    return ldm, o, a
-
-
-def thresholds(s: Settings, g_data: np.ndarray, e_data: np.ndarray) -> dict[str, tuple]:
-    """``label -> (quantile, c_ldm, c_greedy)``: the authors' rule (a percentile of the data's E, the same c
-    for both), then thresholds past the data (the largest G or E on the data + an offset)."""
-    out = {f"q{q:g}": (q, float(np.quantile(e_data, q)), float(np.quantile(e_data, q))) for q in s.quantiles}
-    for off in s.loose_offsets:
-        out[f"max+{off:g}"] = (None, float(g_data.max() + off), float(e_data.max() + off))
-    return out
-
-
-def prepare(s: Settings, seed: int, device, progress: bool = True) -> dict:
-    """Behaviour data, dynamics ensemble, density and LDM (steps 1-2 of the module docstring)."""
-    task = make_task("Hopper-v5")
-    t0 = time.perf_counter()
-    data = collect(s, seed, task)
-    t_data = time.perf_counter() - t0
-    n, eps = data["obs"].shape[0], data["fell"].shape[0]
-    print(f"behaviour data ({s.data}): {n} transitions, {eps} episodes, {int(data['fell'].sum())} falls "
-          f"({t_data:.1f} s)")
-    model = ProbabilisticEnsemble(task.obs_dim, task.act_dim, ensemble_size=s.pets.ensemble_size,
-                                  hidden=s.pets.hidden, device=device, seed=seed)
-    fit = model.fit((data["obs"], data["act"], data["next_obs"]), epochs=s.pets.epochs_per_episode,
-                    batch_size=s.pets.batch_size, lr=s.pets.lr, holdout=s.pets.holdout, progress=progress, seed=seed)
-    ldm, o, a = fit_ldm(s, data, task, seed, device, progress)
-    with torch.no_grad():
-        g_data, e_data = ldm.value(o, a).cpu().numpy(), ldm.energy(o, a).cpu().numpy()
-    ldm.calibrate(o, a, 0.5)   # stored with the model: the default threshold of ldm.constraint()
-    th = thresholds(s, g_data, e_data)
-    print("thresholds (label -> c for G and for E):", {k: (round(v[1], 2), round(v[2], 2)) for k, v in th.items()})
-    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": th, "g_data": g_data,
-            "e_data": e_data, "ldm_transitions": int(o.shape[0]), "data_seconds": t_data,
-            "model_holdout_mse": float(np.mean(fit["holdout_mse"][-1]))}
 
 
 def save_prep(prep: dict, path: Path) -> None:
@@ -208,16 +114,7 @@ def load_prep(path: Path, device=None) -> dict:
     return _LOADED[key]
 
 
-def make_agent(s: Settings, prep: dict, target: float, constraints=(), reward_shapers=(), seed: int = 0,
-               device=None, reward_fn=None) -> MPCAgent:
-    """The library's PETS agent (:func:`mbrl.train.make_agent` with ``s.pets``) hopping to ``target``."""
-    agent = train.make_agent(prep["task"], prep["model"], s.pets, device, seed, constraints, reward_shapers,
-                             reward_fn=reward_fn or target_reward(target))
-    agent.projection_samples = s.projection_samples
-    return agent
-
-
-def rows_for(s: Settings, prep: dict, which=METHODS) -> list[dict]:
+def rows_for(s: HopperSettings, prep: dict, which=METHODS) -> list[dict]:
     """The rows of the table: ``{"method", "label", "quantile", "threshold", "weight"}`` (plain data, so that
     they travel to Ray workers; :func:`build_controller` turns one into a controller there)."""
     rows = []
@@ -236,7 +133,7 @@ def rows_for(s: Settings, prep: dict, which=METHODS) -> list[dict]:
     return rows
 
 
-def build_controller(s: Settings, prep: dict, row: dict, target: float, seed: int, device=None):
+def build_controller(s: HopperSettings, prep: dict, row: dict, target: float, seed: int, device=None):
     """The controller of one table row (:func:`rows_for`)."""
     ldm, m, c = prep["ldm"], row["method"], row["threshold"]
     if m == "none":
@@ -252,70 +149,7 @@ def build_controller(s: Settings, prep: dict, row: dict, target: float, seed: in
     raise ValueError(f"unknown method {m!r}")
 
 
-def next_feasible_fraction(ldm, obs: np.ndarray, act: np.ndarray, cost: np.ndarray, c: float, greedy: bool,
-                           n: int = 1024, seed: int = 0) -> float | None:
-    """Of the executed pairs with cost <= c, the fraction whose next real state has a sampled action with cost
-    <= c (``n`` uniform actions; the LDM promises one exists). ``None`` when no executed pair was feasible."""
-    idx = np.flatnonzero(cost[:-1] <= c)
-    if idx.size == 0:
-        return None
-    nxt = torch.as_tensor(obs[idx + 1], dtype=torch.float32)
-    box = ldm.action_box
-    cand = box.sample(idx.size, n, generator=torch.Generator().manual_seed(seed))
-    cand = torch.cat([cand, torch.as_tensor(act[idx + 1], dtype=torch.float32)[:, None]], 1)
-    fn = ldm.energy if greedy else ldm.value
-    with torch.no_grad():
-        best = fn(nxt[:, None].expand(-1, n + 1, -1), cand).min(1).values.numpy()
-    return float(np.mean(best <= c))
-
-
-def run_episode(task, controller, model, ldm, target: float, steps: int, seed: int, threshold=None,
-                greedy: bool = False, reach_tol: float | None = 0.2) -> dict:
-    """One episode until a fall, the target (within ``reach_tol``) or ``steps``; returns falls, reached, steps,
-    distance, progress, model error, the real cost of the executed pairs and timing."""
-    env = task.make_env()
-    obs, _ = env.reset(seed=seed)
-    x0 = float(obs[0])
-    fell, reached, errs, times, pairs_o, pairs_a, xs = False, False, [], [], [obs], [], [x0]
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        act = controller.act(obs) if hasattr(controller, "act") else controller(obs)
-        times.append(time.perf_counter() - t0)
-        nxt, _, term, trunc, _ = env.step(act)
-        pairs_a.append(act)
-        with torch.no_grad():
-            o = torch.as_tensor(obs, dtype=torch.float32)[None]
-            a = torch.as_tensor(act, dtype=torch.float32)[None]
-            pred = model.predict(o, a, deterministic=True).mean(0)[0].numpy()
-        errs.append(float(np.mean((pred - nxt) ** 2)))
-        obs = nxt
-        pairs_o.append(obs)
-        xs.append(float(obs[0]))
-        fell = bool(term)
-        reached = reach_tol is not None and abs(obs[0] - target) <= reach_tol
-        if term or trunc or reached:
-            break
-    env.close()
-    po, pa = np.asarray(pairs_o[:-1], np.float32), np.asarray(pairs_a, np.float32)
-    with torch.no_grad():
-        g, e = ldm.value(po, pa).cpu().numpy(), ldm.energy(po, pa).cpu().numpy()
-    stats = getattr(getattr(controller, "controller", controller), "stats", {})
-    out = {"fell": fell, "reached": bool(reached), "steps": len(errs), "distance": float(abs(obs[0] - target)),
-           "x": float(obs[0]), "progress": float(abs(x0 - target) - abs(obs[0] - target)),
-           "model_mse": float(np.mean(errs)), "seconds_per_action": float(np.median(times)),
-           "g_mean": float(np.mean(g)), "g_max": float(np.max(g)), "infeasible_plans": int(stats.get("infeasible", 0)),
-           "projected": int(stats.get("projected", 0)), "xs": xs}
-    if threshold is not None:
-        cost = e if greedy else g
-        out["real_feasible_fraction"] = float(np.mean(cost <= threshold))  # the row's own cost
-        out["next_feasible_fraction"] = next_feasible_fraction(ldm, np.asarray(pairs_o[:-1], np.float32), pa, cost,
-                                                               threshold, greedy, seed=seed)
-    if hasattr(controller, "infeasible_count"):
-        out["infeasible_plans"] = int(controller.infeasible_count)
-    return out
-
-
-def episode(row: dict, target: float, seed: int, cache: str, settings: Settings, device=None,
+def episode(row: dict, target: float, seed: int, cache: str, settings: HopperSettings, device=None,
             threads: int = 1) -> dict:
     """One grid point (a Ray task): ``row``'s controller hops toward ``target`` with evaluation seed ``seed``."""
     torch.set_num_threads(threads)
@@ -326,17 +160,15 @@ def episode(row: dict, target: float, seed: int, cache: str, settings: Settings,
     return {**{k: v for k, v in row.items() if k != "weight"}, **r}
 
 
-def evaluate(s: Settings, prep_dir: Path, rows: list[dict], backend: str, address: str | None,
+def evaluate(s: HopperSettings, prep_dir: Path, rows: list[dict], backend: str, address: str | None,
              device=None) -> list[dict]:
     """``rows`` x ``targets`` x ``seeds`` episodes through :func:`mbrl.sweep.run_grid` (Ray by default)."""
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent),
-                                                       os.environ.get("PYTHONPATH", "")])}}
     return run_grid(episode, {"row": rows, "target": list(s.targets), "seed": list(range(s.seeds))},
-                    backend=backend, address=address, runtime_env=env, cache=str(prep_dir), settings=s,
+                    backend=backend, address=address, runtime_env=ray_runtime_env(), cache=str(prep_dir), settings=s,
                     device=None if device is None else str(device))
 
 
-def measure_overhead(s: Settings, prep: dict, reps: int = 15, seed: int = 0) -> dict:
+def measure_overhead(s: HopperSettings, prep: dict, reps: int = 15, seed: int = 0) -> dict:
     """Planning time per action of each plug-in relative to the plain planner, alternating the agents call by
     call on the same states (so that machine load hits all of them alike). Returns median seconds and ratios."""
     ldm, data = prep["ldm"], prep["data"]
@@ -404,8 +236,7 @@ def markdown(table: list[dict]) -> str:
 
 def plot(table: list[dict], path: Path, title: str) -> None:
     """Falls, targets reached and progress against the threshold: one line per method."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     keys = [("falls_per_episode", "falls per episode"), ("reached_per_episode", "targets reached per episode"),
             ("progress", "progress toward the target (m)")]
@@ -424,14 +255,11 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     axes[0].set_ylim(-0.05, 1.05)
     axes[1].set_ylim(-0.05, 1.05)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick: CPU sizes (default); tiny: a smoke test; paper: the authors' sizes (GPU)")
     p.add_argument("--quick", action="store_true", help="the same as --preset quick (kept for old commands)")
@@ -440,22 +268,24 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of data, models and planning (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     p.add_argument("--out", default=None, help="output folder (default results/hopper_ldm)")
-    p.add_argument("--seeds", type=int, default=None, help="evaluation seeds per row and target")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="evaluation seeds per row and target (default: the preset's, 5 for quick)")
     p.add_argument("--cache", default=None,
                    help="folder for the data and models: loaded when present, else fitted and saved there "
                         "(default OUT/cache, refitted unless --reuse)")
     p.add_argument("--reuse", action="store_true", help="reuse the models in the cache folder when present")
     p.add_argument("--backend", choices=["ray", "serial"], default="ray",
                    help="ray: one Ray task per episode, local processes unless --address (default); serial: a loop")
-    p.add_argument("--address", default=None, help="a Ray cluster to run the grid on (e.g. auto)")
+    p.add_argument("--address", default=None,
+                   help="a Ray cluster to run the grid on, e.g. auto (default: local processes)")
     p.add_argument("--no-overhead", action="store_true", help="skip the alternating overhead measurement")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                    help="which controllers to compare (default all)")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> dict:
-    a = parse(argv)
+    a = build_parser().parse_args(argv)
     s = PRESETS["quick" if a.quick else a.preset]
     s = dataclasses.replace(s, **{k: v for k, v in (("seeds", a.seeds), ("data", a.data)) if v is not None})
     torch.set_num_threads(1)   # small networks and batches: one thread each, the grid's processes use the cores
@@ -466,7 +296,7 @@ def main(argv=None) -> dict:
     if (a.reuse or a.cache) and (cache / "prep.json").is_file():
         prep = load_prep(cache, device)
     else:
-        prep = prepare(s, a.seed, device)
+        prep = prepare_hopper(s, a.seed, device)
         save_prep(prep, cache)
     t_models = time.perf_counter() - t_start
     overhead = None

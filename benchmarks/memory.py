@@ -5,8 +5,8 @@ What a bounded run must show: after the warm-up (buffer filled, first fit done, 
 RSS stays flat however many more transitions arrive. Reported: peak RSS (``getrusage`` ``ru_maxrss``),
 RSS after warm-up and at the end, the growth in between and its slope in MB per 100k transitions.
 
-    python benchmarks/memory.py                 # 200k transitions through a 10k buffer, fit every 20k
-    python benchmarks/memory.py --quick         # < 1 min on one CPU core
+    python -m benchmarks.memory                 # 200k transitions through a 10k buffer, fit every 20k
+    python -m benchmarks.memory --quick         # < 1 min on one CPU core
 
 Writes ``results/memory/memory.json`` and ``memory.png`` (``--out`` to change the folder).
 """
@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import machine, out_dir, write_json  # noqa: E402
-
-from mbrl.buffer import ReplayBuffer  # noqa: E402
-from mbrl.models.ensemble import ProbabilisticEnsemble  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from mbrl.buffer import ReplayBuffer
+from mbrl.models.ensemble import ProbabilisticEnsemble
 
 try:  # optional: psutil reads the current RSS portably; /proc/self/status is the fallback
     import psutil
@@ -122,11 +119,7 @@ def run(cfg: dict, device: str, seed: int = 0) -> dict:
 
 
 def plot(res: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     s = res["samples"]
     x = np.array([r["transitions"] for r in s]) / 1000
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -142,22 +135,28 @@ def plot(res: dict, path: Path) -> None:
                  f"growth after warm-up {res['growth_after_warmup_mb']:+.1f} MB")
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CPU run in < 1 min (the QUICK sizes instead of FULL)")
+    ap.add_argument("--transitions", type=int,
+                    help=f"transitions added in all (default {FULL['transitions']:,}, {QUICK['transitions']:,} "
+                         "with --quick)")
+    ap.add_argument("--capacity", type=int,
+                    help=f"replay-buffer capacity (default {FULL['capacity']:,}, {QUICK['capacity']:,} with --quick)")
+    ap.add_argument("--fit-every", type=int,
+                    help=f"transitions between ensemble fits and checkpoints (default {FULL['fit_every']:,}, "
+                         f"{QUICK['fit_every']:,} with --quick)")
+    ap.add_argument("--device", default="cpu", help="device of the buffer and the ensemble")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data and the ensemble")
+    ap.add_argument("--out", default=None, help="output folder (default results/memory)")
+    return ap
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CPU run in < 1 min")
-    ap.add_argument("--transitions", type=int)
-    ap.add_argument("--capacity", type=int)
-    ap.add_argument("--fit-every", type=int)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     for key in ("transitions", "capacity", "fit_every"):
         if getattr(args, key) is not None:

@@ -5,26 +5,19 @@ the "agent" explored only the first corridor (visited states, label 0). Writes
 ``results/mural_reward_shape/reward_shape.png`` and ``reward_shape.json`` (Pearson correlation of
 meta-NML with exact CNML on the free cells of the grid).
 
-    python benchmarks/mural_reward_shape.py [--quick]
+    python -m benchmarks.mural_reward_shape [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, out_dir, write_json  # noqa: E402
-
-from safe_density.mural import MuralConfig, MuralReward  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from safe_density.mural import MuralConfig, MuralReward
 
 # walls: (x0, x1, y0, y1) rectangles in [0, 1]^2
 WALLS = [(0.3, 0.35, 0.0, 0.7), (0.65, 0.7, 0.3, 1.0)]
@@ -68,12 +61,35 @@ def history_sweep(sizes=(300, 3000, 10000), seed: int = 0) -> dict:
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
+def plot(maps: dict, n: int, visited: np.ndarray, goal: np.ndarray, corr: float, corr_clf: float,
+         path: Path) -> None:
+    """The three reward maps side by side, walls, visited states and success examples on each."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (name, m) in zip(axes, maps.items()):
+        im = ax.imshow(m.reshape(n, n), origin="lower", extent=(0, 1, 0, 1), vmin=0, vmax=1, cmap="viridis")
+        for x0, x1, y0, y1 in WALLS:
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, color="k"))
+        ax.scatter(*visited.T, s=3, c="w", alpha=0.5, label="visited")
+        ax.scatter(*goal.T, s=12, c="r", marker="*", label="success examples")
+        ax.set_title(name)
+    axes[0].legend(loc="upper right", fontsize=7)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="reward")
+    fig.suptitle(f"MURAL rewards; corr(meta-NML, CNML) = {corr:.2f}, corr(classifier, CNML) = {corr_clf:.2f}")
+    save_figure(fig, path, dpi=110, tight=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="a 25 x 25 grid, 150 visited states and 400 meta-steps (instead of 50 x 50, 400, 1000)")
     ap.add_argument("--history", action="store_true", help="also sweep the visited-history size (support_size)")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", default=None, help="output folder (default results/mural_reward_shape)")
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     rng = np.random.default_rng(0)
     goal, visited = maze_data(rng, 150 if args.quick else 400)
     n = 25 if args.quick else 50
@@ -99,19 +115,8 @@ def main(argv=None):
                                          "corr_meta_nml_vs_cnml": corr, "corr_classifier_vs_cnml": corr_clf,
                                          "times": times, "n_visited": len(visited),
                                          "history_sweep": history_sweep() if args.history else None})
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for ax, (name, m) in zip(axes, maps.items()):
-        im = ax.imshow(m.reshape(n, n), origin="lower", extent=(0, 1, 0, 1), vmin=0, vmax=1, cmap="viridis")
-        for x0, x1, y0, y1 in WALLS:
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, color="k"))
-        ax.scatter(*visited.T, s=3, c="w", alpha=0.5, label="visited")
-        ax.scatter(*goal.T, s=12, c="r", marker="*", label="success examples")
-        ax.set_title(name)
-    axes[0].legend(loc="upper right", fontsize=7)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="reward")
-    fig.suptitle(f"MURAL rewards; corr(meta-NML, CNML) = {corr:.2f}, corr(classifier, CNML) = {corr_clf:.2f}")
-    fig.savefig(d / "reward_shape.png", dpi=110)
-    print(f"corr(meta-NML, CNML) = {corr:.3f}; wrote {d / 'reward_shape.png'}")
+    plot(maps, n, visited, goal, corr, corr_clf, d / "reward_shape.png")
+    print(f"corr(meta-NML, CNML) = {corr:.3f}")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ median over seeds counting a miss as the budget), the fraction of the maze's fre
 time. A run stops at its first success. Figures: visited-state heat maps over the maze per reward (all
 seeds), and the reward map of seed 0 at a few moments. JSON + PNG go to ``results/mural_tasks/`` (or ``--out``).
 
-    python benchmarks/mural_tasks.py --quick                       # maze table, CPU, both mazes, 3 seeds
-    python benchmarks/mural_tasks.py --quick --agents sac --tasks umaze
-    python benchmarks/mural_tasks.py --preset paper --device cuda --seeds 0 1 2 3 4 --tasks umaze medium push
+    python -m benchmarks.mural_tasks --quick                       # maze table, CPU, both mazes, 3 seeds
+    python -m benchmarks.mural_tasks --quick --agents sac --tasks umaze
+    python -m benchmarks.mural_tasks --preset paper --device cuda --seeds 0 1 2 3 4 --tasks umaze medium push
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, out_dir, write_json  # noqa: E402
-
-from mbrl.tasks import make_task  # noqa: E402
-from mbrl.tasks.maze import GoalTask  # noqa: E402
-from mbrl.train import EpisodeEnd, PETSConfig, run_pets  # noqa: E402
-from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batched  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from mbrl.tasks import make_task
+from mbrl.tasks.goal import GoalTask
+from mbrl.train import EpisodeEnd, PETSConfig, run_pets
+from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batched
 
 REWARDS = ("mural", "cnml", "classifier", "sparse")
 AGENTS = ("mpc", "sac")
@@ -409,11 +406,7 @@ def _budget(agent: str, cfg: BenchConfig, task_steps: int) -> int:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(tk, ag, kind, res) for tk, by_a in results.items() if tk != "push"
               for ag, by_k in by_a.items() for kind, res in by_k.items()]
     if not panels:
@@ -449,26 +442,47 @@ def plot(results: dict, path: Path) -> None:
                 axm.set_title(f"reward after {'ep' if ag == 'mpc' else 'step'} {k} (seed 0)", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path, dpi=80)
+
+
+def print_table(results: dict) -> None:
+    """The summary of every (task, agent, reward) as a markdown table."""
+    print("\n| task | agent | reward | success (seeds) | env steps to first success | median | coverage | "
+          "seconds |\n|---|---|---|---|---|---|---|---|")
+    for tk, by_a in results.items():
+        for ag, by_k in by_a.items():
+            if ag.startswith("_"):
+                continue
+            for kind, res in by_k.items():
+                s = res["summary"]
+                cov = f"{s['coverage']:.2f}" if "coverage" in s else "-"
+                med = "-" if s["median_steps_to_success"] is None else f"{s['median_steps_to_success']:.0f}"
+                print(f"| {tk} | {ag} | {kind} | {s['success_rate']:.2f} ({len(res['runs'])}) | "
+                      f"{s['first_success_steps']} / {s['budget_env_steps']} | {med} | {cov} | {s['seconds']:.0f} |")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU-sized run (same as --preset quick)")
+    p.add_argument("--preset", default=None, choices=list(PRESETS), help="settings (default: paper)")
+    p.add_argument("--tasks", nargs="+", default=["umaze", "medium"], choices=list(TASKS),
+                   help="tasks: umaze and medium are PointMaze mazes, push is Meta-World push-v3")
+    p.add_argument("--agents", nargs="+", default=["mpc"], choices=list(AGENTS),
+                   help="mpc: the library's PETS loop; sac: stable-baselines3 SAC (the 'rl' extra)")
+    p.add_argument("--rewards", nargs="+", default=list(REWARDS), choices=list(REWARDS),
+                   help="rewards to compare (module docstring)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds, one run each")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="MPC episodes after the warm-up (default: the preset's)")
+    p.add_argument("--sac-steps", type=int, default=None, help="SAC's environment-step budget (default: the preset's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (one thread each)")
+    p.add_argument("--out", default=None, help="output folder (default results/mural_tasks)")
+    return p
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="CPU-sized run (same as --preset quick)")
-    p.add_argument("--preset", default=None, choices=list(PRESETS), help="settings (default: paper)")
-    p.add_argument("--tasks", nargs="+", default=["umaze", "medium"], choices=list(TASKS))
-    p.add_argument("--agents", nargs="+", default=["mpc"], choices=list(AGENTS))
-    p.add_argument("--rewards", nargs="+", default=list(REWARDS), choices=list(REWARDS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--episodes", type=int, default=None, help="MPC episodes after the warm-up")
-    p.add_argument("--sac-steps", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (one thread each)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     preset = "quick" if a.quick else (a.preset or "paper")
     out = out_dir("mural_tasks", a.out)
     results: dict = {}
@@ -510,18 +524,7 @@ def main(argv=None) -> dict:
                                   "sac_steps": cfg.sac_steps, "sac_episode_steps": cfg.sac_episode_steps,
                                   "retrain_every": cfg.retrain_every, "cnml_grid": cfg.cnml_grid,
                                   "cnml_max_data": cfg.cnml_max_data, "action_repeat": cfg.action_repeat}
-    print("\n| task | agent | reward | success (seeds) | env steps to first success | median | coverage | "
-          "seconds |\n|---|---|---|---|---|---|---|---|")
-    for tk, by_a in results.items():
-        for ag, by_k in by_a.items():
-            if ag.startswith("_"):
-                continue
-            for kind, res in by_k.items():
-                s = res["summary"]
-                cov = f"{s['coverage']:.2f}" if "coverage" in s else "-"
-                med = "-" if s["median_steps_to_success"] is None else f"{s['median_steps_to_success']:.0f}"
-                print(f"| {tk} | {ag} | {kind} | {s['success_rate']:.2f} ({len(res['runs'])}) | "
-                      f"{s['first_success_steps']} / {s['budget_env_steps']} | {med} | {cov} | {s['seconds']:.0f} |")
+    print_table(results)
     data = {"preset": preset, "seeds": a.seeds, "machine": machine(), "claim_from_paper": PAPER_CLAIM,
             "wall_seconds": time.perf_counter() - t0, "results": results}
     write_json(out / "mural_tasks.json", data)

@@ -4,27 +4,20 @@ Writes ``results/mural_throughput/throughput.json`` and ``throughput.png``; also
 ``MuralReward.update`` with 10,000 new visited states (2-D maze features, 6-D push features). The equality check runs in
 float64 (max abs difference between the two paths on the same states).
 
-    python benchmarks/mural_throughput.py [--quick] [--device cuda] [--hidden 256 256]
+    python -m benchmarks.mural_throughput [--quick] [--device cuda] [--hidden 256 256]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, out_dir, write_json  # noqa: E402
-
-from safe_density.mural import (  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from safe_density.mural import (
     MetaNMLConfig,
     MuralReward,
     SuccessClassifier,
@@ -32,7 +25,7 @@ from safe_density.mural import (  # noqa: E402
     meta_nml_fast,
     meta_nml_naive,
 )
-from safe_density.mural.classifier import init_params  # noqa: E402
+from safe_density.mural.classifier import init_params
 
 
 def _timed(fn, device):
@@ -72,14 +65,34 @@ def update_timing(dev: torch.device, n_visited: int = 10_000, quick: bool = Fals
     return out
 
 
+def plot(res: dict, dev: torch.device, hidden: list[int], n_data: int, path: Path) -> None:
+    """States per second of the naive and the fast path, float32 and float64 (log scale)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = ["float32", "float64"]
+    ax.bar([0, 3], [res[n]["naive_states_per_s"] for n in names], label="naive (loop, autograd)")
+    ax.bar([1, 4], [res[n]["fast_states_per_s"] for n in names], label="fast (closed form, batched)")
+    ax.set_xticks([0.5, 3.5], names)
+    ax.set_yscale("log")
+    ax.set_ylabel("states / s")
+    ax.set_title(f"meta-NML rewards on {dev.type}, MLP {hidden}, N={n_data}")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="50 naive and 20,000 fast queries (instead of 300 and 200,000), 2 timed updates (not 5)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden widths of the classifier MLP")
+    ap.add_argument("--n-data", type=int, default=1000, help="labelled training states (20 of them successes)")
+    ap.add_argument("--out", default=None, help="output folder (default results/mural_throughput)")
+    return ap
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
-    ap.add_argument("--n-data", type=int, default=1000)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     dev = torch.device(args.device)
     n_naive, n_fast = (50, 20_000) if args.quick else (300, 200_000)
     g = torch.Generator().manual_seed(0)
@@ -107,18 +120,7 @@ def main(argv=None):
     res["incremental_update"] = update_timing(dev, n_visited=10_000, quick=args.quick)
     d = out_dir("mural_throughput", args.out)
     write_json(d / "throughput.json", res)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    names = ["float32", "float64"]
-    ax.bar([0, 3], [res[n]["naive_states_per_s"] for n in names], label="naive (loop, autograd)")
-    ax.bar([1, 4], [res[n]["fast_states_per_s"] for n in names], label="fast (closed form, batched)")
-    ax.set_xticks([0.5, 3.5], names)
-    ax.set_yscale("log")
-    ax.set_ylabel("states / s")
-    ax.set_title(f"meta-NML rewards on {dev.type}, MLP {args.hidden}, N={args.n_data}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(d / "throughput.png", dpi=120)
-    print(f"wrote {d / 'throughput.png'}")
+    plot(res, dev, args.hidden, args.n_data, d / "throughput.png")
 
 
 if __name__ == "__main__":

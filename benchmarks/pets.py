@@ -1,7 +1,7 @@
 """PETS learning curves on the MuJoCo tasks (design.md, PETS table).
 
-    python benchmarks/pets.py --quick                       # CPU: InvertedPendulum, HalfCheetah, Pusher
-    python benchmarks/pets.py --tasks HalfCheetah-v5 --device cuda   # the PETS code's settings
+    python -m benchmarks.pets --quick                       # CPU: InvertedPendulum, HalfCheetah, Pusher
+    python -m benchmarks.pets --tasks HalfCheetah-v5 --device cuda   # the PETS code's settings
 
 Writes ``results/pets/pets.json`` (per-episode returns against environment steps, the configuration
 and the PETS paper's reference numbers) and ``results/pets/pets.png``.
@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import machine, out_dir, write_json  # noqa: E402
-
-from mbrl.train import PRESETS, run_pets  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from mbrl.train import PRESETS, run_pets
 
 # Reported in design.md (PETS PyTorch port vs original code, one seed, running best).
 PAPER = {
@@ -47,19 +43,27 @@ class BalanceCost:
         return -(o[..., 1] ** 2 / 0.01 + o[..., 0] ** 2 + 0.1 * o[..., 2] ** 2 + 0.01 * o[..., 3] ** 2)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=None, help="task names (default: the three of --quick)")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=None,
+                   help="task names (default: InvertedPendulum-v5 HalfCheetah-v5 Pusher-v5)")
     p.add_argument("--quick", action="store_true", help="CPU-sized settings (the 'quick' presets)")
-    p.add_argument("--episodes", type=int, default=None, help="override the number of MPC episodes")
-    p.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"], help="trajectory optimiser")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="planner precision")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="override the number of MPC episodes (default: the preset's)")
+    p.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"],
+                   help="trajectory optimiser (default: the preset's)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="planner precision (default: the preset's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
-    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     p.add_argument("--out", default=None, help="output folder (default results/pets)")
     p.add_argument("--no-balance-cost", action="store_true",
                    help="plan InvertedPendulum on the bare env reward (no BalanceCost planning term)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
     tasks = a.tasks or ["InvertedPendulum-v5", "HalfCheetah-v5", "Pusher-v5"]
     preset = "quick" if a.quick else "paper"
     out = out_dir("pets", a.out)
@@ -85,8 +89,7 @@ def main(argv=None) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = list(result["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -100,9 +103,7 @@ def plot(result: dict, path: Path) -> None:
         ax.text(0.02, 0.02, result["tasks"][task]["paper"], transform=ax.transAxes, fontsize=6, wrap=True)
         ax.legend(fontsize=7)
     fig.suptitle(f"PETS ({result['preset']} settings)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` (same configuration, run by ``benc
 the interpreter of ``.venv-mbrllib``, built by ``make mbrl-lib-env``) and the floor in that process. Ratios
 are taken within each round and their median is reported, so a loaded machine slows all of them alike.
 
-    OMP_NUM_THREADS=2 python benchmarks/planner_speed.py --anchor --rounds 3       # CPU, canonical
-    python benchmarks/planner_speed.py --device cuda [--no-cuda-graphs]            # GPU
-    python benchmarks/planner_speed.py --quick --profile                           # small, with op profiles
+    OMP_NUM_THREADS=2 python -m benchmarks.planner_speed --anchor --rounds 3       # CPU, canonical
+    python -m benchmarks.planner_speed --device cuda [--no-cuda-graphs]            # GPU
+    python -m benchmarks.planner_speed --quick --profile                           # small, with op profiles
 
 Writes ``results/planner_speed/planner_speed.json`` and ``.png``.
 """
@@ -33,22 +33,18 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import machine, out_dir, write_json  # noqa: E402
-from _mbrl_lib_anchor import matmul_floor  # noqa: E402
-
-from mbrl.agent import MPCAgent  # noqa: E402
-from mbrl.models import ProbabilisticEnsemble, onednn_fused_available  # noqa: E402
-from mbrl.planning import CEM  # noqa: E402
-from mbrl.tasks import make_task  # noqa: E402
-from mbrl.train import PETSConfig  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, matmul_floor, out_dir, pyplot, save_figure, write_json
+from mbrl.agent import MPCAgent
+from mbrl.models import ProbabilisticEnsemble, onednn_fused_available
+from mbrl.planning import CEM
+from mbrl.tasks import make_task
+from mbrl.train import PETSConfig
 
 
 def planner_spec(c: PETSConfig) -> dict:
@@ -180,42 +176,46 @@ def profile_act(agent: MPCAgent, obs, top: int = 12) -> dict:
             "top": [{"op": k, "self_share": t / total, "calls": c} for k, t, c in rows[:top]]}
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--quick", action="store_true", help="CPU-sized configuration instead of the canonical one")
     p.add_argument("--task", default="HalfCheetah-v5", help="task whose reward/termination and sizes are used")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when available)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="planner modes to time")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (one action per mode per round)")
     p.add_argument("--anchor", action="store_true", help="also time mbrl-lib 0.2.0 (make mbrl-lib-env)")
     p.add_argument("--profile", action="store_true", help="torch.profiler split of one action per mode")
     p.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, plan eagerly (no CUDA graphs)")
     p.add_argument("--out", default=None, help="output folder (default results/planner_speed)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    cfg = QUICK if a.quick else CANONICAL
-    task = make_task(a.task)
-    in_dim, out_dim = task.obs_dim + task.act_dim, task.obs_dim
-    cpu_dnn = device.type == "cpu" and onednn_fused_available()
+    return p
 
-    graphs = False if a.no_cuda_graphs else None
-    agents = {m: make_agent(task, cfg, m, device, cuda_graphs=graphs) for m in a.modes}
+
+def warm_agents(task, cfg: dict, modes, device: torch.device, cuda_graphs: bool | None) -> tuple[dict, np.ndarray]:
+    """``(mode -> agent, start state)``: each agent has acted at the start state (allocations, weight caches,
+    kernels; CUDA graphs need two calls)."""
+    agents = {m: make_agent(task, cfg, m, device, cuda_graphs=cuda_graphs) for m in modes}
     env = task.make_env()
     obs, _ = env.reset(seed=0)
     env.close()
-    for ag in agents.values():  # warm-up (allocations, weight caches, kernels; CUDA graphs need two calls)
+    for ag in agents.values():
         for _ in range(2 if device.type == "cuda" else 1):
             ag.act(obs)
-    anchor = Anchor(task, cfg, device) if a.anchor else None
+    return agents, obs
 
-    # name -> [(wall, cpu) per round]
+
+def time_rounds(agents: dict, obs, task, cfg: dict, device: torch.device, rounds: int, cpu_dnn: bool,
+                anchor: Anchor | None) -> tuple[dict, dict]:
+    """``rounds`` alternating rounds (module docstring): the floor(s), one action of each mode and, with ``anchor``,
+    mbrl-lib's action right after the first mode and the floor in its process. Returns ``(name -> [(wall, cpu)
+    per round], name -> every action finite and in bounds)``."""
+    in_dim, out_dim = task.obs_dim + task.act_dim, task.obs_dim
+    modes = list(agents)
     rec: dict[str, list] = {"floor": [], **({"onednn fp32 floor": [], "onednn bf16 floor": []} if cpu_dnn else {}),
                             **({"floor (CUDA graph)": []} if device.type == "cuda" else {}),
-                            **{m: [] for m in a.modes}, **({"mbrl-lib": [], "mbrl-lib floor": []} if anchor else {})}
-    ok = {m: True for m in (*a.modes, *(["mbrl-lib"] if anchor else []))}
-    for r in range(a.rounds):
+                            **{m: [] for m in modes}, **({"mbrl-lib": [], "mbrl-lib floor": []} if anchor else {})}
+    ok = {m: True for m in (*modes, *(["mbrl-lib"] if anchor else []))}
+    for r in range(rounds):
         rec["floor"].append(matmul_floor(in_dim, out_dim, cfg, device, 1, cpu_time=True))
         if device.type == "cuda":  # the products' GPU time alone, without launch overhead
             rec["floor (CUDA graph)"].append(matmul_floor(in_dim, out_dim, cfg, device, 1, graph=True, cpu_time=True))
@@ -226,15 +226,80 @@ def main(argv=None) -> dict:
             dt, dc, good = time_act(ag, obs, device, task)
             rec[m].append((dt, dc))
             ok[m] &= good
-            if anchor and m == a.modes[0]:  # mbrl-lib right after our first mode: same load
+            if anchor and m == modes[0]:  # mbrl-lib right after our first mode: same load
                 ans = anchor.ask("act")
                 rec["mbrl-lib"].append((ans["seconds"], ans["cpu_seconds"]))
                 ok["mbrl-lib"] &= ans["finite_and_in_bounds"]
         if anchor:
             ans = anchor.ask("floor")
             rec["mbrl-lib floor"].append((ans["seconds"], ans["cpu_seconds"]))
-        print(f"round {r + 1}/{a.rounds} (wall ms): " + ", ".join(f"{k} {v[-1][0] * 1e3:.0f}" for k, v in rec.items()),
+        print(f"round {r + 1}/{rounds} (wall ms): " + ", ".join(f"{k} {v[-1][0] * 1e3:.0f}" for k, v in rec.items()),
               flush=True)
+    return rec, ok
+
+
+def ratio_table(rec: dict, ci: int, modes, cpu_dnn: bool, anchor: bool) -> dict:
+    """Each timer's median seconds on clock ``ci`` (0: wall, 1: process CPU) and its median within-round ratios:
+    to the fp32 floor, to the oneDNN floor (CPU), to mbrl-lib (our modes, with the anchor) and, for mbrl-lib, to
+    the floor measured in its own process."""
+    def col(k):
+        return np.asarray([x[ci] for x in rec[k]])
+
+    floor = col("floor")
+    tab = {}
+    for k in rec:
+        t = col(k)
+        row = {"seconds": float(np.median(t)), "x_fp32_floor": float(np.median(t / floor))}
+        if cpu_dnn:
+            row["x_onednn_fp32_floor"] = float(np.median(t / col("onednn fp32 floor")))
+        if anchor and k in modes:
+            row["x_mbrl_lib"] = float(np.median(t / col("mbrl-lib")))
+        if k == "mbrl-lib":
+            row["x_own_process_floor"] = float(np.median(t / col("mbrl-lib floor")))
+        tab[k] = row
+    return tab
+
+
+def print_table(tab: dict, ok: dict, title: str) -> None:
+    """One clock's :func:`ratio_table` under ``title``."""
+    print(title)
+    print(f"{'':>18} | {'ms per action':>13} | {'x fp32 floor':>12} | {'x oneDNN floor':>14} | "
+          f"{'x mbrl-lib':>10} | ok")
+    for k, row in tab.items():
+        if k == "mbrl-lib floor":
+            continue
+        dnn = f"{row['x_onednn_fp32_floor']:14.2f}" if "x_onednn_fp32_floor" in row else " " * 14
+        vs = f"{row['x_mbrl_lib']:10.2f}" if "x_mbrl_lib" in row else " " * 10
+        print(f"{k:>18} | {row['seconds'] * 1e3:13.1f} | {row['x_fp32_floor']:12.2f} | {dnn} | {vs} | "
+              f"{ok.get(k, '')}")
+    if "mbrl-lib" in tab:
+        print(f"(mbrl-lib: {tab['mbrl-lib']['x_own_process_floor']:.2f} x the floor measured in its own process)")
+
+
+def profile_agents(agents: dict, obs) -> dict:
+    """:func:`profile_act` of every mode, printed."""
+    out = {}
+    for m, ag in agents.items():
+        prof = profile_act(ag, obs)
+        out[m] = prof
+        print(f"\nprofile of one action, {m} (self CPU {prof['total_self_cpu_s']:.2f} s): " +
+              ", ".join(f"{g} {s * 100:.0f}%" for g, s in prof["groups"].items()))
+        for row in prof["top"]:
+            print(f"    {row['op']:<34} {row['self_share'] * 100:5.1f}%  {row['calls']:6d} calls")
+    return out
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
+    device = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cfg = QUICK if a.quick else CANONICAL
+    task = make_task(a.task)
+    cpu_dnn = device.type == "cpu" and onednn_fused_available()
+    agents, obs = warm_agents(task, cfg, a.modes, device, False if a.no_cuda_graphs else None)
+    anchor = Anchor(task, cfg, device) if a.anchor else None
+    rec, ok = time_rounds(agents, obs, task, cfg, device, a.rounds, cpu_dnn, anchor)
     anchor_info = anchor.info if anchor else None
     if anchor:
         anchor.close()
@@ -244,56 +309,23 @@ def main(argv=None) -> dict:
            "load_average": os.getloadavg(), "rounds": a.rounds, "raw_seconds_wall_cpu": rec,
            "anchor": anchor_info, "finite_and_in_bounds": ok, "clocks": {}}
     for ci, clock in enumerate(("wall", "cpu")):
-        def col(k, ci=ci):
-            return np.asarray([x[ci] for x in rec[k]])
-
-        floor = col("floor")
-        tab = {}
-        for k in rec:
-            t = col(k)
-            row = {"seconds": float(np.median(t)), "x_fp32_floor": float(np.median(t / floor))}
-            if cpu_dnn:
-                row["x_onednn_fp32_floor"] = float(np.median(t / col("onednn fp32 floor")))
-            if anchor and k in a.modes:
-                row["x_mbrl_lib"] = float(np.median(t / col("mbrl-lib")))
-            if k == "mbrl-lib":
-                row["x_own_process_floor"] = float(np.median(t / col("mbrl-lib floor")))
-            tab[k] = row
-        res["clocks"][clock] = tab
+        tab = res["clocks"][clock] = ratio_table(rec, ci, list(agents), cpu_dnn, anchor is not None)
         what = "wall clock" if clock == "wall" else "process CPU time (all threads)"
-        print(f"\n{a.task}, {device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
-              f"{a.rounds} alternating rounds, {what} (medians; ratios taken within each round)")
-        print(f"{'':>18} | {'ms per action':>13} | {'x fp32 floor':>12} | {'x oneDNN floor':>14} | "
-              f"{'x mbrl-lib':>10} | ok")
-        for k, row in tab.items():
-            if k == "mbrl-lib floor":
-                continue
-            dnn = f"{row['x_onednn_fp32_floor']:14.2f}" if "x_onednn_fp32_floor" in row else " " * 14
-            vs = f"{row['x_mbrl_lib']:10.2f}" if "x_mbrl_lib" in row else " " * 10
-            print(f"{k:>18} | {row['seconds'] * 1e3:13.1f} | {row['x_fp32_floor']:12.2f} | {dnn} | {vs} | "
-                  f"{ok.get(k, '')}")
-        if anchor:
-            print(f"(mbrl-lib: {tab['mbrl-lib']['x_own_process_floor']:.2f} x the floor measured in its own process)")
+        print_table(tab, ok, f"\n{a.task}, {device}, {torch.get_num_threads()} threads, load average "
+                             f"{os.getloadavg()[0]:.1f}, {a.rounds} alternating rounds, {what} (medians; ratios "
+                             "taken within each round)")
 
     out = out_dir("planner_speed", a.out)
     write_json(out / "planner_speed.json", res)  # the timings are kept even if a profile below is cut short
     if a.profile:
-        res["profile"] = {}
-        for m, ag in agents.items():
-            prof = profile_act(ag, obs)
-            res["profile"][m] = prof
-            print(f"\nprofile of one action, {m} (self CPU {prof['total_self_cpu_s']:.2f} s): " +
-                  ", ".join(f"{g} {s * 100:.0f}%" for g, s in prof["groups"].items()))
-            for row in prof["top"]:
-                print(f"    {row['op']:<34} {row['self_share'] * 100:5.1f}%  {row['calls']:6d} calls")
+        res["profile"] = profile_agents(agents, obs)
     write_json(out / "planner_speed.json", res)
     _plot(res, out / "planner_speed.png")
     return res
 
 
 def _plot(res: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tab = res["clocks"]["wall"]
     names = [k for k in tab if k != "mbrl-lib floor"]
     vals = [tab[k]["seconds"] * 1e3 for k in names]
@@ -304,9 +336,7 @@ def _plot(res: dict, path: Path) -> None:
         ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("ms per action (median)")
     ax.set_title(f"MPC action time, {res['device']}, {res['threads']} threads", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

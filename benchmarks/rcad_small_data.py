@@ -30,27 +30,22 @@ The paper's numbers (CIFAR-10/100, CIFAR-100-2k/10k, SVHN, Tiny ImageNet with Re
 "+1-3% absolute test accuracy, more in the low-data regime") are quoted in the JSON for context only: they
 are NOT comparable with a small MLP on 64 pixels.
 
-Run: ``python benchmarks/rcad_small_data.py`` (5 seeds, about 10 min on 1-2 CPU cores), ``--quick``
+Run: ``python -m benchmarks.rcad_small_data`` (5 seeds, about 10 min on 1-2 CPU cores), ``--quick``
 (2 seeds, 2 fractions; a smoke test) or ``--sweep``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks._common import machine, out_dir, write_json  # noqa: E402
-from safe_density.rcad import RCAD, batch_step_size  # noqa: E402
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from safe_density.rcad import RCAD, batch_step_size
 
 PAPER = {
     "source": "Setlur et al., NeurIPS 2022, arXiv 2206.01367 (abstract); defaults from "
@@ -311,18 +306,22 @@ def run_sweep(problems, fractions, seeds, steps, scales, weights, device, t0):
 
 
 # ----------------------------------------------------------------------------------------- main
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 seeds, fractions 0.05 and 0.25 (a smoke test)")
     ap.add_argument("--sweep", action="store_true", help="held-out sweep of RCAD's step_scale and weight")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seeds", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--problems", default="digits,breast_cancer")
+    ap.add_argument("--out", default=None, help="output folder (default results/rcad_small_data)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per method and fraction (default 5, 2 with --quick)")
+    ap.add_argument("--steps", type=int, default=400, help="Adam steps per model (batch 64)")
+    ap.add_argument("--problems", default="digits,breast_cancer", help="comma-separated problems (module docstring)")
     ap.add_argument("--scales", default="0.125,0.25,0.5,1,2", help="--sweep: step_scale grid")
     ap.add_argument("--weights", default="0.2,0.5", help="--sweep: weight grid")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     device = torch.device(args.device)
     problems = args.problems.split(",")
     out = out_dir("rcad_small_data", args.out)
@@ -351,7 +350,7 @@ def main(argv=None):
                                f"{k}=[{v[0]:.3f}, {v[1]:.3f}]" if isinstance(v, list) else f"{k}={v}"
                                for k, v in c.items()))
     print(f"\npaper (not comparable): {PAPER['claim']}")
-    cmd = "python benchmarks/rcad_small_data.py" + " ".join([""] + (argv if argv is not None else sys.argv[1:]))
+    cmd = "python -m benchmarks.rcad_small_data" + " ".join([""] + (argv if argv is not None else sys.argv[1:]))
     result = {"benchmark": "rcad_small_data", "quick": args.quick, "seeds": seeds, "steps": args.steps,
               "batch": 64, "methods": METHODS, "results": results, "targets": checks,
               "readme_table": readme_table(results), "paper": PAPER, "elapsed_s": elapsed,
@@ -363,11 +362,7 @@ def main(argv=None):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(results), 3, figsize=(16, 4 * len(results)), squeeze=False)
     for row, (prob, r) in zip(axes, results.items()):
         fracs = list(r["by_fraction"])
@@ -382,10 +377,7 @@ def plot(results, path):
             ax.set_xlabel("fraction of the training split")
             ax.set_title(f"{prob}: {title}")
         row[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

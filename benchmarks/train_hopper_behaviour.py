@@ -15,8 +15,8 @@ episodes and at a few noise levels, and saved as safetensors + JSON under ``mbrl
 with the seed, the command, the training curve and the evaluation. Targets (issue 18): forward >= 1.0 m/s and
 backward >= 0.5 m/s over 1,000-step episodes, no falls in 10 noise-free episodes.
 
-    python benchmarks/train_hopper_behaviour.py --which forward --steps 200000     # SAC, ~25 min on one core
-    python benchmarks/train_hopper_behaviour.py --which backward --steps 200000
+    python -m benchmarks.train_hopper_behaviour --which forward --steps 200000     # SAC, ~25 min on one core
+    python -m benchmarks.train_hopper_behaviour --which backward --steps 200000
 
 Why SAC by default: with the zoo's PPO settings both hoppers still stood still (0.0 m/s, no falls: the healthy
 bonus alone) after 350,000 steps, 8 minutes of one core each; SAC hops within about 100,000 steps.
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks._common import HelpFormatter, pyplot, save_figure
 from mbrl.policies import MLPPolicy, collect_rollouts, evaluate_policy, hopper_policy_dir
 
 DIRECTION = {"forward": 1.0, "backward": -1.0}
@@ -143,7 +144,7 @@ def train(algo: str, which: str, steps: int, seed: int, eval_every: int, threads
 
 
 def command() -> str:
-    return "python benchmarks/train_hopper_behaviour.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    return "python -m benchmarks.train_hopper_behaviour " + " ".join(map(shlex.quote, sys.argv[1:]))
 
 
 def reference_actions(policy: MLPPolicy, n: int = 16) -> dict:
@@ -156,11 +157,7 @@ def reference_actions(policy: MLPPolicy, n: int = 16) -> dict:
 
 
 def plot_curve(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     for which, curve in curves.items():
         s = [c["env_steps"] for c in curve]
@@ -171,28 +168,32 @@ def plot_curve(curves: dict, path: Path) -> None:
     for a in ax:
         a.set_xlabel("environment steps")
         a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--which", choices=sorted(DIRECTION), required=True, help="forward or backward hopper")
     p.add_argument("--algo", choices=["sac", "ppo"], default="sac", help="stable-baselines3 algorithm (default sac)")
     p.add_argument("--steps", type=int, default=200_000, help="environment steps (default 200,000)")
     p.add_argument("--speed-cap", type=float, default=None,
                    help="reward min(speed, cap) instead of the speed (m/s; default: no cap)")
     p.add_argument("--net", type=int, default=256, help="SAC hidden width, two layers (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of PPO and its environment (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the algorithm and its environment (default 0)")
     p.add_argument("--eval-every", type=int, default=20_000, help="environment steps between evaluations")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small networks)")
     p.add_argument("--finalize", default=None,
-                   help="evaluate and save a '.best-so-far' checkpoint of an earlier run instead of training")
+                   help="evaluate and save a '.best-so-far' checkpoint of an earlier run instead of training "
+                        "(default: train)")
     p.add_argument("--training-command", default=None,
-                   help="with --finalize: the command that trained the checkpoint (recorded in its metadata)")
+                   help="with --finalize: the command that trained the checkpoint, recorded in its metadata "
+                        "(default: the command the checkpoint holds)")
     p.add_argument("--out", default=None, help="output folder (default: the shipped mbrl/policies/data/hopper_<which>)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
     out = Path(a.out) if a.out else hopper_policy_dir(a.which)
     if a.finalize:   # a best-so-far checkpoint of an interrupted run
         policy = MLPPolicy.load(a.finalize)

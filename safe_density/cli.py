@@ -6,8 +6,10 @@
     safe-density bench hopper_ldm --quick                                      # any benchmark script
     safe-density demo                                                          # the main job
 
-``bench`` and ``demo`` run the scripts of a checkout's ``benchmarks/`` or, from an installed wheel, the copies
-it ships under ``<prefix>/share/safe-density/benchmarks``; results go to ``./results``.
+``bench NAME`` and ``demo`` run ``python -m benchmarks.NAME`` (``benchmarks.demo``) from a checkout's
+``benchmarks/`` package or, from an installed wheel, the copy it ships under
+``<prefix>/share/safe-density/benchmarks``; every option after NAME is the script's own (``bench NAME --help``,
+``demo --help``), and results go to ``./results``.
 
 Every command writes its results as JSON (and a PNG where a picture helps) and prints where they are.
 A user error (a missing file, a nonsense value, an option that does not fit the data) is reported as one
@@ -161,15 +163,16 @@ BENCHMARKS_DATA = Path("share") / "safe-density" / "benchmarks"
 
 
 def _benchmarks_dir() -> Path:
-    """The benchmark scripts: a checkout's ``benchmarks/`` (editable install), else the copies the wheel
+    """The ``benchmarks`` package: a checkout's ``benchmarks/`` (editable install), else the copy the wheel
     installed under ``<prefix>/share/safe-density/benchmarks`` (``sys.prefix``, or the user base for
-    ``pip install --user``)."""
+    ``pip install --user``). A folder without ``__init__.py`` (the loose scripts of an older wheel) is passed
+    over: its scripts cannot run as ``python -m benchmarks.NAME``."""
     import site
 
     candidates = [Path(__file__).resolve().parent.parent / "benchmarks"]
     candidates += [Path(base) / BENCHMARKS_DATA for base in (sys.prefix, sys.base_prefix, site.USER_BASE) if base]
     for d in candidates:
-        if (d / "demo.py").is_file():
+        if (d / "__init__.py").is_file() and (d / "demo.py").is_file():
             return d
     raise UsageError("name", "the benchmark scripts were not found (looked in "
                              f"{', '.join(str(c) for c in candidates)}): install the safe-density wheel, which "
@@ -365,12 +368,25 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    """``python -m benchmarks.NAME`` with the script's options (``rest``, ``--help`` included), the folder that
+    holds the package first on PYTHONPATH (the scripts import ``benchmarks._common``); its exit status is the
+    command's. Without NAME, ``--help`` is bench's own."""
     d = _benchmarks_dir()
     names = sorted(p.stem for p in d.glob("[a-z]*.py"))
+    if args.name is None:
+        if {"-h", "--help"} & set(rest):
+            args.parser.print_help()
+            print(f"\nbenchmarks: {', '.join(names)}")
+            return 0
+        raise UsageError("name", f"which benchmark? available: {', '.join(names)}")
     if args.name not in names:
         raise UsageError("name", f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
-    env = dict(os.environ, MPLBACKEND="Agg")
-    return subprocess.call([sys.executable, str(d / f"{args.name}.py"), *rest], env=env)
+    path = os.pathsep.join(p for p in (str(d.parent), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=path)
+    # -P (Python 3.11+): the working directory is not put first on the path, so that a `benchmarks` folder
+    # there (another project's) cannot stand in for this one
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return subprocess.call([sys.executable, *safe_path, "-m", f"benchmarks.{args.name}", *rest], env=env)
 
 
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
@@ -453,10 +469,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
     s.add_argument("--seed", type=int, default=0, help="seed")
 
-    s = add("bench", "run a benchmark script: safe-density bench NAME [its options]", cmd_bench)
-    s.add_argument("name", help="benchmark name, e.g. pets, planner_speed, hopper_ldm, mural_tasks, rcad_small_data")
-
-    add("demo", "the main job (Hopper: PETS vs LDM-constrained, MURAL-shaped run)", cmd_demo)
+    # bench and demo have no -h of their own: every option after NAME, --help included, is the script's
+    # (parse_known_args leaves them in `rest`, in order)
+    bench = "run a benchmark script: python -m benchmarks.NAME [its options]"
+    s = sub.add_parser("bench", help=bench + " (bench NAME --help lists them)", description=bench, add_help=False,
+                       usage="%(prog)s NAME [the script's options, e.g. --help]", formatter_class=_Formatter)
+    s.set_defaults(func=cmd_bench, parser=s)
+    s.add_argument("name", nargs="?", default=None,
+                   help="benchmark name, e.g. pets, planner_speed, hopper_ldm, mural_tasks, rcad_small_data")
+    demo = "the main job (make demo): Hopper MPC unconstrained vs LDM-constrained, and a policy bare vs LDM-wrapped"
+    s = sub.add_parser("demo", help=demo + " (demo --help lists its options)", description=demo, add_help=False,
+                       formatter_class=_Formatter)
+    s.set_defaults(func=cmd_demo, parser=s)
     return p
 
 

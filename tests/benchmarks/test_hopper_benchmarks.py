@@ -1,17 +1,14 @@
-"""The Hopper LDM benchmarks run end to end at tiny sizes, their grids through Ray's local processes."""
+"""The Hopper LDM benchmarks run end to end at tiny sizes, their grids through Ray's local processes (whose
+workers import ``benchmarks.*`` from the repository root: ``benchmarks._common.ray_runtime_env``)."""
 
 from __future__ import annotations
 
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))
 pytest.importorskip("ray")   # the 'sweep' extra; `make test` installs it
 
 
@@ -25,7 +22,7 @@ def _ray_shutdown():
 
 
 def test_hopper_ldm_tiny_through_ray(tmp_path):
-    hl = importlib.import_module("hopper_ldm")
+    hl = importlib.import_module("benchmarks.hopper_ldm")
     res = hl.main(["--preset", "tiny", "--out", str(tmp_path), "--no-overhead"])
     methods = {t["method"] for t in res["table"]}
     assert methods == {"none", "disagreement", "greedy", "ldm", "ldm-wrap"}
@@ -45,7 +42,7 @@ def test_hopper_ldm_tiny_through_ray(tmp_path):
 
 
 def test_hopper_ldm_episode_stops_at_the_target():
-    hl = importlib.import_module("hopper_ldm")
+    common = importlib.import_module("benchmarks._common")
     from mbrl.tasks import make_task
 
     class Still:
@@ -65,14 +62,14 @@ def test_hopper_ldm_episode_stops_at_the_target():
 
         energy = value
 
-    r = hl.run_episode(task, Still(), Fake(), Fake(), target=0.0, steps=50, seed=0, reach_tol=0.2)
+    r = common.run_episode(task, Still(), Fake(), Fake(), target=0.0, steps=50, seed=0, reach_tol=0.2)
     assert r["reached"] and r["steps"] == 1 and not r["fell"]
-    r = hl.run_episode(task, Still(), Fake(), Fake(), target=5.0, steps=20, seed=0, reach_tol=0.2)
+    r = common.run_episode(task, Still(), Fake(), Fake(), target=5.0, steps=20, seed=0, reach_tol=0.2)
     assert not r["reached"] and r["steps"] == 20
 
 
 def test_ldm_wrap_policy_tiny_through_ray(tmp_path):
-    wp = importlib.import_module("ldm_wrap_policy")
+    wp = importlib.import_module("benchmarks.ldm_wrap_policy")
     res = wp.main(["--preset", "tiny", "--out", str(tmp_path)])
     s = wp.TINY
     filters = wp.filters(s)
@@ -95,24 +92,25 @@ def test_ldm_wrap_policy_tiny_through_ray(tmp_path):
 
 
 def test_perturbed_env_changes_hoppers_own_parameters():
-    wp = importlib.import_module("ldm_wrap_policy")
+    common = importlib.import_module("benchmarks._common")
     from mbrl.tasks import make_task
 
     task = make_task("Hopper-v5")
     base = task.make_env().unwrapped.model
-    env = wp.perturbed_env(task, 1.5, 0.5)
+    env = common.perturbed_env(task, 1.5, 0.5)
     m = env.unwrapped.model
     assert m.body_mass[m.body("torso").id] == pytest.approx(1.5 * base.body_mass[base.body("torso").id])
     np.testing.assert_allclose(m.geom_friction[:, 0], 0.5 * base.geom_friction[:, 0])
 
 
 def test_paper_preset_has_the_published_sizes():
-    hl = importlib.import_module("hopper_ldm")
+    hl = importlib.import_module("benchmarks.hopper_ldm")
+    common = importlib.import_module("benchmarks._common")
     from safe_density.density import FlowDensity
 
     p = hl.PAPER
     assert p.ldm.hidden == (1024, 1024) and p.ldm.n_critics == 2 and p.ldm.steps == 150_000
     assert p.ldm.batch_size == 1024 and p.ldm.lr == 1e-4 and p.ldm.tau == 0.005
     assert p.projection_samples == 5000 and p.episode_steps == 1000
-    assert isinstance(hl.make_density(p, 0, "cpu"), FlowDensity)
-    assert hl.parse(["--preset", "paper", "--device", "cuda"]).preset == "paper"
+    assert isinstance(common.make_density(p, 0, "cpu"), FlowDensity)
+    assert hl.build_parser().parse_args(["--preset", "paper", "--device", "cuda"]).preset == "paper"
