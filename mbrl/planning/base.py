@@ -23,7 +23,7 @@ import math
 import torch
 
 from mbrl.common.action_box import ActionBox
-from mbrl.common.validation import as_tensor, check_threshold
+from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 from mbrl.contracts import Objective
 
 __all__ = ["OptimizerBase", "truncated_normal"]
@@ -123,6 +123,15 @@ class OptimizerBase:
             return
         plan = self._finish(best, fallback, box, False)
         self.last_best = (plan, best_key[0][:, 0], best_key[1][:, 0])
+
+    @staticmethod
+    def _sizes(population, elites, iterations) -> tuple[int, int, int]:
+        """Validated ``(population, elites, iterations)`` of an elite-based optimiser (``elites <= population``)."""
+        population = check_int("population", population, low=1, high=INT_MAX)
+        elites = check_int("elites", elites, low=1, high=INT_MAX)
+        if elites > population:
+            raise ValueError(f"elites must be <= population ({population}), got {elites}")
+        return population, elites, check_int("iterations", iterations, low=1, high=INT_MAX)
 
     @staticmethod
     def _alpha(alpha) -> float:

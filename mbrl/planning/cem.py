@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from mbrl.common.validation import INT_MAX, check_int, check_threshold
+from mbrl.common.validation import check_threshold
 from mbrl.planning.base import OptimizerBase, truncated_normal
 from mbrl.planning.selection import select_elites, update_best
 
@@ -47,11 +47,7 @@ class CEM(OptimizerBase):
                  init_std: float | None = None, min_std: float = 0.0, clip: str = "truncate",
                  return_best: bool = False, low=None, high=None, box=None) -> None:
         super().__init__(low, high, box=box)
-        self.population = check_int("population", population, low=1, high=INT_MAX)
-        self.elites = check_int("elites", elites, low=1, high=INT_MAX)
-        if self.elites > self.population:
-            raise ValueError(f"elites must be <= population ({self.population}), got {elites}")
-        self.iterations = check_int("iterations", iterations, low=1, high=INT_MAX)
+        self.population, self.elites, self.iterations = self._sizes(population, elites, iterations)
         self.alpha = self._alpha(alpha)
         self.init_std = None if init_std is None else check_threshold("init_std", init_std, low=0.0)
         self.min_std = check_threshold("min_std", min_std, low=0.0)

@@ -87,11 +87,7 @@ class ICEM(OptimizerBase):
                  alpha: float = 0.1, init_std: float | None = None, min_std: float = 0.0,
                  return_best: bool = True, low=None, high=None, box=None) -> None:
         super().__init__(low, high, box=box)
-        self.population = check_int("population", population, low=1, high=INT_MAX)
-        self.elites = check_int("elites", elites, low=1, high=INT_MAX)
-        if self.elites > self.population:
-            raise ValueError(f"elites must be <= population ({self.population}), got {elites}")
-        self.iterations = check_int("iterations", iterations, low=1, high=INT_MAX)
+        self.population, self.elites, self.iterations = self._sizes(population, elites, iterations)
         self.noise_beta = check_threshold("noise_beta", noise_beta, low=0.0, high=10.0)
         self.population_decay = check_threshold("population_decay", population_decay, low=1.0, high=1e6)
         self.keep_elites_fraction = check_threshold("keep_elites_fraction", keep_elites_fraction,

@@ -62,7 +62,7 @@ MAZES: dict[str, MazeLayout] = {
 }
 
 
-class FlattenGoalObservation(gym.ObservationWrapper):
+class FlattenGoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Dict observation -> ``[observation(4), desired_goal(2)]`` with a fixed start and goal.
 
     ``reset(options=None)`` uses the layout's ``reset_cell``/``goal_cell`` (an explicit ``options`` dict
@@ -70,7 +70,8 @@ class FlattenGoalObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, layout: MazeLayout | None, position_noise: float = 0.0):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, layout=layout, position_noise=position_noise)
+        gym.ObservationWrapper.__init__(self, env)
         if position_noise < 0:
             raise ValueError(f"position_noise must be >= 0, got {position_noise}")
         self.layout = layout
@@ -87,13 +88,14 @@ class FlattenGoalObservation(gym.ObservationWrapper):
         return np.concatenate([observation["observation"], observation["desired_goal"]]).astype(np.float64)
 
 
-class ActionRepeat(gym.Wrapper):
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeat every action ``k`` times (one agent step = ``k`` env steps). The reward and ``terminated`` are
     those of the last inner step (so that ``reward_fn(obs, act, next_obs)`` stays exact); ``info["success"]``
     is True if any inner step succeeded; ``info["inner_steps"]`` counts the env steps taken."""
 
     def __init__(self, env: gym.Env, k: int):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, k=k)
+        gym.Wrapper.__init__(self, env)
         if isinstance(k, bool) or int(k) != k or int(k) < 1:
             raise ValueError(f"action_repeat must be an integer >= 1, got {k!r}")
         self.k = int(k)

@@ -44,12 +44,13 @@ _HAND, _GRIP, _OBJ, _QUAT, _GOAL = slice(0, 3), 3, slice(4, 7), slice(7, 11), sl
 _FEATURES = [0, 1, 2, 4, 5, 6]  # hand xyz, puck xyz
 
 
-class FixedTaskWrapper(gym.Wrapper):
+class FixedTaskWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Pins an MT1 env to configuration ``task_index`` (no resampling on reset) and gives it a correct
     39-D ``observation_space`` (MT1 leaves the goal bounds of the partially observable space, all 0)."""
 
     def __init__(self, env: gym.Env, task_index: int = 0):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, task_index=task_index)
+        gym.Wrapper.__init__(self, env)
         tasks = env.get_wrapper_attr("tasks")
         if not 0 <= int(task_index) < len(tasks):
             raise ValueError(f"task_index must be in [0, {len(tasks)}), got {task_index}")

@@ -210,7 +210,7 @@ class DensityConstrainedController:
         return res[0] if single else res
 
 
-class DensityConstrainedActionWrapper(gym.ActionWrapper):
+class DensityConstrainedActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """A ``gymnasium.ActionWrapper`` that filters every action through ``G(obs, a) <= threshold``.
 
     The observation the action is taken in is remembered from ``reset``/``step``. ``info["density_filter"]``
@@ -230,7 +230,10 @@ class DensityConstrainedActionWrapper(gym.ActionWrapper):
         seed: int | None = 0,
         warn: bool = True,
     ) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, ldm=ldm, threshold=threshold, method=method, n_samples=n_samples,
+                                                 noise_std=noise_std, qp_iters=qp_iters, seed=seed, warn=warn,
+                                                 _disable_deepcopy=True)
+        gym.ActionWrapper.__init__(self, env)
         inner = getattr(ldm, "ldm", ldm)
         low = high = None
         if not isinstance(getattr(inner, "action_box", None), ActionBox):
@@ -240,11 +243,16 @@ class DensityConstrainedActionWrapper(gym.ActionWrapper):
         self.filter = DensityConstrainedController(
             None, ldm, threshold, method, low, high, n_samples, noise_std, qp_iters, seed=seed, warn=warn
         )
-        self._obs = None
+        self._obs, self._seed = None, seed
         self._last_info: dict = {}
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset the env; with a ``seed``, the filter's candidate sampling restarts from ``(seed, its own seed)``
+        too, so that a seeded episode is reproducible."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self.filter.projector.reseed(int(np.random.SeedSequence([int(seed), int(self._seed or 0)])
+                                             .generate_state(1)[0]))
         self._obs = obs
         return obs, info
 

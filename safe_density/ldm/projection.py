@@ -64,6 +64,11 @@ class ActionProjector:
         self._gen = make_generator(seed, self.device)
         self._qp = None
 
+    def reseed(self, seed: int | None) -> None:
+        """Restart the candidates' generator from ``seed`` (a wrapper does it when its env is reset with a seed,
+        so that a seeded episode filters the same way every time)."""
+        self._gen = make_generator(seed, self.device)
+
     def cost(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.cost_fn(obs, act), device=self.device).to(self.dtype)
 

@@ -77,9 +77,11 @@ def normalise(z1: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(F.logsigmoid(z1) - F.logsigmoid(-z0))
 
 
-def _check(x, y, w, states):
+def check_inputs(x, y, w, states, w_name: str = "w") -> None:
+    """The shared shape check of the CNML and meta-NML entry points: ``x[N, D]``, ``y[N]``, ``w[N]`` (``w_name``
+    in the message: ``w`` weights, ``c`` meta-NML's counts) and ``states[B, D]``; ``ValueError`` otherwise."""
     if x.ndim != 2 or y.shape != x.shape[:1] or w.shape != x.shape[:1]:
-        raise ValueError(f"x must be [N, D] with y, w [N]; got {tuple(x.shape)}, {tuple(y.shape)}, "
+        raise ValueError(f"x must be [N, D] with y, {w_name} [N]; got {tuple(x.shape)}, {tuple(y.shape)}, "
                          f"{tuple(w.shape)}")
     if states.ndim != 2 or states.shape[-1] != x.shape[-1]:
         raise ValueError(f"states must be [B, {x.shape[-1]}], got {tuple(states.shape)}")
@@ -88,7 +90,7 @@ def _check(x, y, w, states):
 def cnml_naive(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                states: torch.Tensor, config: CNMLConfig = CNMLConfig()) -> torch.Tensor:
     """Reference CNML: one ``torch.optim.Adam`` retraining per (query, label). ``states[B, D] -> [B]``."""
-    _check(x, y, w, states)
+    check_inputs(x, y, w, states)
     out = []
     for s in states:
         zs = []
@@ -128,7 +130,7 @@ def _fit_logit(model, params, x, y, w, s, ys, cfg: CNMLConfig):
 def cnml_batched(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                  states: torch.Tensor, config: CNMLConfig = CNMLConfig()) -> torch.Tensor:
     """Batched exact CNML: ``vmap`` over (query, label) of functional Adam. ``states[B, D] -> [B]``."""
-    _check(x, y, w, states)
+    check_inputs(x, y, w, states)
     params = {k: v.detach() for k, v in params.items()}
     fit = vmap(lambda s, ys: _fit_logit(model, params, x, y, w, s, ys, config))
     outs = []

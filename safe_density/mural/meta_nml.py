@@ -37,7 +37,7 @@ from mbrl.common.seeding import make_generator
 from mbrl.common.validation import check_int, check_threshold
 
 from .classifier import Params, SuccessClassifier, linear_layers, logits
-from .cnml import augmented_loss, normalise
+from .cnml import augmented_loss, check_inputs, normalise
 
 __all__ = [
     "MetaNMLCache",
@@ -120,19 +120,11 @@ def _adapt(model, params, x, y, c, s, ys, cfg: MetaNMLConfig, g_data0: Params | 
     return p
 
 
-def _check(x, y, c, states):
-    if x.ndim != 2 or y.shape != x.shape[:1] or c.shape != x.shape[:1]:
-        raise ValueError(f"x must be [N, D] with y, c [N]; got {tuple(x.shape)}, {tuple(y.shape)}, "
-                         f"{tuple(c.shape)}")
-    if states.ndim != 2 or states.shape[-1] != x.shape[-1]:
-        raise ValueError(f"states must be [B, {x.shape[-1]}], got {tuple(states.shape)}")
-
-
 def meta_nml_naive(model: SuccessClassifier, params: Params, x: torch.Tensor, y: torch.Tensor,
                    c: torch.Tensor, states: torch.Tensor,
                    config: MetaNMLConfig = MetaNMLConfig()) -> torch.Tensor:
     """Reference: adapt a copy of the parameters per (query, label) with autograd. ``[B, D] -> [B]``."""
-    _check(x, y, c, states)
+    check_inputs(x, y, c, states, "c")
     out = []
     for s in states:
         zs = []
@@ -160,7 +152,7 @@ def meta_nml_vmap(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
                   states: torch.Tensor, config: MetaNMLConfig = MetaNMLConfig()) -> torch.Tensor:
     """``vmap`` over (query, label) of the functional inner loop (any ``k``); the first step's data
     gradient is computed once. ``states[B, D] -> [B]``."""
-    _check(x, y, c, states)
+    check_inputs(x, y, c, states, "c")
     params = {k: v.detach() for k, v in params.items()}
     g0 = _shared_data_grad(model, params, x, y, c, config.q_in)
 
@@ -265,7 +257,7 @@ def meta_nml_fast(model: SuccessClassifier, params: Params, x: torch.Tensor, y: 
     ``params``/data (from :func:`meta_nml_prepare`), reused instead of recomputing the data gradient.
     Falls back to :func:`meta_nml_vmap` when ``k > 1``.
     """
-    _check(x, y, c, states)
+    check_inputs(x, y, c, states, "c")
     if config.inner_steps != 1:
         return meta_nml_vmap(model, params, x, y, c, states, config)
     if cache is None:

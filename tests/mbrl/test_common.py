@@ -4,7 +4,6 @@ behind ProbabilisticEnsemble.fit (FitConfig / fit_ensemble)."""
 
 from __future__ import annotations
 
-import ast
 import copy
 import math
 import subprocess
@@ -28,62 +27,7 @@ COMMON = Path(__file__).resolve().parents[2] / "mbrl" / "common"
 
 
 # ----------------------------------------------------------------------------------- the neutral home rule
-def _foreign_imports(source: str, filename: str = "<src>") -> list[str]:
-    """``file:line module`` for every import in ``source`` of a project module outside ``mbrl.common``
-    (``mbrl.*`` or ``safe_density.*``), including imports inside functions and ``importlib.import_module``
-    / ``__import__`` calls with a literal name. Relative imports stay inside the package: allowed."""
-    bad = []
-
-    def check(module: str, node: ast.AST) -> None:
-        top = module.split(".")[0]
-        inside = module == "mbrl.common" or module.startswith("mbrl.common.")
-        if top == "safe_density" or (top == "mbrl" and not inside):
-            bad.append(f"{filename}:{node.lineno} {module}")
-
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                check(alias.name, node)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "mbrl":  # `from mbrl import common` is fine, `from mbrl import agent` is not
-                for alias in node.names:
-                    check(f"mbrl.{alias.name}", node)
-            else:
-                check(node.module, node)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            fn = node.func
-            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
-            if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
-                check(node.args[0].value, node)
-    return bad
-
-
-def test_neutral_home_checker_catches_violations():
-    src = textwrap.dedent("""
-        import mbrl.common.validation
-        from mbrl.common import ActionBox
-        from mbrl import common
-        from . import seeding
-        import mbrl.agent
-        from mbrl.planning import CEM
-        from mbrl import rollout
-        import safe_density
-        def f():
-            from mbrl.models import ProbabilisticEnsemble
-            return importlib.import_module("mbrl.tasks")
-    """)
-    bad = [b.split(" ")[1] for b in _foreign_imports(src)]
-    assert bad == ["mbrl.agent", "mbrl.planning", "mbrl.rollout", "safe_density", "mbrl.models", "mbrl.tasks"]
-
-
-def test_common_imports_nothing_else_from_mbrl():
-    files = sorted(COMMON.glob("*.py"))
-    assert {f.name for f in files} >= {"__init__.py", "action_box.py", "validation.py", "seeding.py",
-                                        "serialization.py"}
-    bad = [b for f in files for b in _foreign_imports(f.read_text(), f.name)]
-    assert not bad, f"mbrl.common must import only mbrl.common: {bad}"
-
-
+# (the static import rules live in tests/test_architecture.py)
 def test_common_loads_without_the_rest_of_mbrl():
     """At run time too: with a bare ``mbrl`` package (its __init__, which imports everything, not run),
     importing and using every module of mbrl.common loads no other project module."""

@@ -407,7 +407,7 @@ def test_wrapper_retrains_at_its_period():
         cache = mr.cache
         _, _, _, _, info = env.step(np.full(2, 0.1))
         seen.append((t, mr.n_updates, mr.cache is not cache))
-        assert 0.0 <= info["mural_reward"] <= 1.0
+        assert 0.0 <= info["shaped_reward"] <= 1.0
     assert [t for t, _, changed in seen if changed] == [7, 14, 21]
     assert mr.n_updates == 4 and env.n_retrains == 4 and mr.visited.shape == (1 + 21, 2)
 
