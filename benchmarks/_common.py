@@ -229,13 +229,22 @@ def fit_ldm(s: HopperSettings, data: dict, task, seed: int, device, progress: bo
     return ldm, o, a
 
 
-def thresholds(s: HopperSettings, g_data: np.ndarray, e_data: np.ndarray) -> dict[str, tuple]:
-    """``label -> (quantile, c_ldm, c_greedy)``: the authors' rule (a percentile of the data's E, the same c
-    for both), then thresholds past the data (the largest G or E on the data + an offset)."""
-    out = {f"q{q:g}": (q, float(np.quantile(e_data, q)), float(np.quantile(e_data, q))) for q in s.quantiles}
-    for off in s.loose_offsets:
-        out[f"max+{off:g}"] = (None, float(g_data.max() + off), float(e_data.max() + off))
-    return out
+def thresholds(s: HopperSettings, ldm, o: torch.Tensor, a: torch.Tensor) -> tuple[dict[str, tuple], dict[str, float]]:
+    """By the library's one threshold rule (:meth:`LyapunovDensityModel.calibrate`): ``label -> (quantile, c_ldm,
+    c_greedy)`` for the authors' rule (``rule="energy"``: a percentile of the data's E, the same c for both), then
+    thresholds past the data (the largest G / E on the data, quantile 1, plus an offset); and the wrapper rows'
+    ``quantile -> c`` (the same rule). Leaves ``ldm`` calibrated at the median G (its default threshold)."""
+    out = {}
+    for q in s.quantiles:
+        c = ldm.calibrate(o, a, q, rule="energy")
+        out[f"q{q:g}"] = (q, c, c)
+    if s.loose_offsets:
+        g_max = ldm.calibrate(o, a, 1.0)
+        e_max = ldm.calibration["energy"]
+        out.update({f"max+{off:g}": (None, g_max + off, e_max + off) for off in s.loose_offsets})
+    wrap = {f"{q:g}": ldm.calibrate(o, a, q, rule="energy") for q in s.wrap_quantiles}
+    ldm.calibrate(o, a, 0.5)   # stored with the model: the default threshold of ldm.constraint()
+    return out, wrap
 
 
 def prepare_hopper(s: HopperSettings, seed: int, device, progress: bool = True) -> dict:
@@ -257,10 +266,10 @@ def prepare_hopper(s: HopperSettings, seed: int, device, progress: bool = True) 
     ldm, o, a = fit_ldm(s, data, task, seed, device, progress)
     with torch.no_grad():
         g_data, e_data = ldm.value(o, a).cpu().numpy(), ldm.energy(o, a).cpu().numpy()
-    ldm.calibrate(o, a, 0.5)   # stored with the model: the default threshold of ldm.constraint()
-    th = thresholds(s, g_data, e_data)
+    th, wrap = thresholds(s, ldm, o, a)
     print("thresholds (label -> c for G and for E):", {k: (round(v[1], 2), round(v[2], 2)) for k, v in th.items()})
-    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": th, "g_data": g_data,
+    return {"task": task, "data": data, "model": model, "ldm": ldm, "thresholds": th, "wrap_thresholds": wrap,
+            "g_data": g_data,
             "e_data": e_data, "ldm_transitions": int(o.shape[0]), "data_seconds": t_data,
             "model_holdout_mse": float(np.mean(fit["holdout_mse"][-1]))}
 
@@ -439,6 +448,8 @@ def wrap_episode(cell: tuple, filt: tuple, seed: int, cache: str, settings: Wrap
                                             n_samples=settings.n_samples, seed=seed, warn=False)
     ctl = filt or policy
     obs, _ = env.reset(seed=10_000 + seed)
+    if filt is not None:
+        filt.reset(seed=10_000 + seed)   # the filter's sampling restarts from the episode's seed, as the env wrapper's
     x0, fell, changed, times, xs = float(obs[0]), False, [], [], [float(obs[0])]
     for _ in range(settings.episode_steps):
         t0 = time.perf_counter()

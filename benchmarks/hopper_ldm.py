@@ -91,8 +91,8 @@ def save_prep(prep: dict, path: Path) -> None:
     np.savez(path / "data.npz", **prep["data"], g_data=prep["g_data"], e_data=prep["e_data"])
     prep["model"].save(path / "model")
     prep["ldm"].save(path / "ldm")
-    write_json(path / "prep.json", {k: prep[k] for k in ("thresholds", "ldm_transitions", "data_seconds",
-                                                         "model_holdout_mse")})
+    write_json(path / "prep.json", {k: prep[k] for k in ("thresholds", "wrap_thresholds", "ldm_transitions",
+                                                         "data_seconds", "model_holdout_mse")})
 
 
 _LOADED: dict[str, dict] = {}
@@ -129,7 +129,7 @@ def rows_for(s: HopperSettings, prep: dict, which=METHODS) -> list[dict]:
                      for lab, v in prep["thresholds"].items()]
     if "wrap" in which:
         rows += [{"method": "ldm-wrap", "label": f"q{q:g}", "quantile": q,
-                  "threshold": float(np.quantile(prep["e_data"], q)), "weight": None} for q in s.wrap_quantiles]
+                  "threshold": prep["wrap_thresholds"][f"{q:g}"], "weight": None} for q in s.wrap_quantiles]
     return rows
 
 

@@ -94,7 +94,7 @@ class DensityConstrainedController:
         n_samples = check_int("n_samples", n_samples, low=2, high=INT_MAX)
         qp_iters = check_int("qp_iters", qp_iters, low=1, high=10**6)
         refine_rounds = check_int("refine_rounds", refine_rounds, low=0, high=10**6)
-        self.controller, self.ldm, self.method, self.warn = controller, ldm, method, bool(warn)
+        self.controller, self.ldm, self.method, self.warn, self.seed = controller, ldm, method, bool(warn), seed
         self.controller_batched = controller_batched
         inner = getattr(ldm, "ldm", ldm)  # an LDMConstraint wraps its model
         box = _default_box(inner, action_low, action_high)
@@ -163,10 +163,15 @@ class DensityConstrainedController:
         """SB3-style ``predict(obs) -> (action, state)``."""
         return self(obs), state
 
-    def reset(self) -> None:
-        """Reset the wrapped controller (if it has ``reset``) between episodes."""
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the wrapped controller (if it has ``reset``) between episodes. With a ``seed`` (e.g. the env's
+        reset seed) the candidate sampling restarts from ``(seed, the filter's own seed)``, so that a seeded
+        episode filters the same way every time."""
         if self._ctl is not None and callable(getattr(self._ctl, "reset", None)):
             self._ctl.reset()
+        if seed is not None:
+            own = 0 if self.seed is None else int(self.seed)
+            self.projector.reseed(int(np.random.SeedSequence([int(seed), own]).generate_state(1)[0]))
 
     # ------------------------------------------------------------------ the filter
     def filter(self, obs, act) -> np.ndarray:
@@ -243,16 +248,14 @@ class DensityConstrainedActionWrapper(gym.ActionWrapper, gym.utils.RecordConstru
         self.filter = DensityConstrainedController(
             None, ldm, threshold, method, low, high, n_samples, noise_std, qp_iters, seed=seed, warn=warn
         )
-        self._obs, self._seed = None, seed
+        self._obs = None
         self._last_info: dict = {}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Reset the env; with a ``seed``, the filter's candidate sampling restarts from ``(seed, its own seed)``
         too, so that a seeded episode is reproducible."""
         obs, info = self.env.reset(seed=seed, options=options)
-        if seed is not None:
-            self.filter.projector.reseed(int(np.random.SeedSequence([int(seed), int(self._seed or 0)])
-                                             .generate_state(1)[0]))
+        self.filter.reset(seed)
         self._obs = obs
         return obs, info
 
