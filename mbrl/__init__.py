@@ -28,7 +28,7 @@ _EXPORTS = {
     "Task": "mbrl.tasks",
     "rollout": "mbrl.rollout",
     "run_pets": "mbrl.train",
-    "PETSConfig": "mbrl.train",
+    "PETSConfig": "mbrl.config",
 }
 
 __all__ = sorted(_EXPORTS)

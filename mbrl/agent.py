@@ -35,6 +35,7 @@ import torch
 from mbrl.common.action_box import ActionBox
 from mbrl.common.seeding import make_generator
 from mbrl.common.validation import INT_MAX, as_tensor, check_int
+from mbrl.config import PETS
 from mbrl.contracts import (
     Constraint,
     DynamicsModel,
@@ -88,15 +89,15 @@ class MPCAgent:
         action_low,
         action_high,
         optimizer: TrajectoryOptimizer | None = None,
-        horizon: int = 30,
-        particles: int = 20,
-        propagation: str = "ts_inf",
+        horizon: int = PETS.horizon,
+        particles: int = PETS.particles,
+        propagation: str = PETS.propagation,
         constraints: Sequence[Constraint] = (),
         reward_shapers: Sequence[RewardShaper] = (),
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         seed: int = 0,
-        replan_every: int = 1,
+        replan_every: int = PETS.replan_every,
         cuda_graphs: bool | None = None,
         projection_samples: int = 2048,
     ) -> None:

@@ -26,74 +26,16 @@ from tqdm.auto import tqdm
 
 from mbrl.agent import MPCAgent
 from mbrl.buffer import ReplayBuffer
+from mbrl.common.argtypes import device, int_at_least
 from mbrl.common.serialization import atomic_write_text, load_state, save_state
-from mbrl.common.validation import check_int, check_threshold
+from mbrl.common.validation import check_int
+from mbrl.config import PETSConfig
 from mbrl.models import ProbabilisticEnsemble
 from mbrl.planning import CEM, ICEM, MPPI
 from mbrl.tasks import Task, make_task
 
-__all__ = ["EpisodeEnd", "PETSConfig", "PRESETS", "episode_seed", "main", "make_agent", "run_pets"]
-
-
-@dataclass(frozen=True)
-class PETSConfig:
-    """Hyper-parameters of one PETS run. Defaults are the original code's (design.md, PETS table)."""
-
-    hidden: tuple[int, ...] = (200, 200, 200, 200)
-    ensemble_size: int = 5
-    epochs_per_episode: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    holdout: float = 0.1
-    optimizer: str = "cem"  # cem | icem | mppi
-    population: int = 500
-    elites: int = 50
-    iterations: int = 5
-    alpha: float = 0.1
-    horizon: int = 30
-    particles: int = 20
-    propagation: str = "ts_inf"
-    replan_every: int = 1  # the PETS code replans at every step; k > 1 executes k planned actions per plan
-    warmup_episodes: int = 1
-    warmup_steps: int = 0  # the random phase runs (several env episodes if needed) until this many steps
-    episodes: int = 10
-    max_episode_steps: int | None = None
-    buffer_capacity: int = 1_000_000
-    dtype: str = "float32"  # or "bfloat16" (planner's fast mode)
-
-    def __post_init__(self):
-        """Reject bad fields at construction (``ValueError`` naming the field), not after the warm-up."""
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (tuple, list)) or not self.hidden:
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
-        object.__setattr__(self, "hidden",
-                           tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(self.hidden)))
-        ints = {"ensemble_size": 1, "epochs_per_episode": 0, "batch_size": 1, "population": 1, "elites": 1,
-                "iterations": 1, "horizon": 1, "particles": 1, "replan_every": 1, "warmup_episodes": 0,
-                "warmup_steps": 0, "episodes": 0, "buffer_capacity": 1}
-        for name, low in ints.items():
-            object.__setattr__(self, name, check_int(name, getattr(self, name), low=low))
-        if self.max_episode_steps is not None:
-            object.__setattr__(self, "max_episode_steps", check_int("max_episode_steps", self.max_episode_steps,
-                                                                     low=1))
-        if self.replan_every > self.horizon:
-            raise ValueError(f"replan_every must be <= horizon ({self.horizon}), got {self.replan_every}")
-        if self.elites > self.population:
-            raise ValueError(f"elites must be <= population ({self.population}), got {self.elites}")
-        check_threshold("lr", self.lr, low=0.0, high=1e6, inclusive=False)
-        check_threshold("holdout", self.holdout, low=0.0, high=1.0)
-        if self.holdout >= 1.0:
-            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
-        check_threshold("alpha", self.alpha, low=0.0, high=1.0)
-        choices = {"optimizer": ("cem", "icem", "mppi"), "propagation": ("ts_inf", "ts_1", "expectation"),
-                   "dtype": ("float32", "bfloat16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.warmup_episodes + self.episodes < 1:
-            raise ValueError("episodes + warmup_episodes must be >= 1")
-
-    def replace(self, **kw) -> PETSConfig:
-        return dataclasses.replace(self, **kw)
+__all__ = ["EpisodeEnd", "PETSConfig", "PRESETS", "add_pets_options", "build_parser", "episode_seed", "main",
+           "make_agent", "run_pets"]
 
 
 @dataclass
@@ -341,18 +283,41 @@ def _write_logs(out: Path, log: list[dict]) -> None:
     atomic_write_text(out / "log.csv", "\n".join(lines) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m mbrl.train", description="Train and evaluate PETS on a task.")
-    p.add_argument("--task", default="InvertedPendulum-v5", help="task name (see mbrl.make_task)")
+def task_name(text: str) -> str:
+    """``argparse`` type: a known task name (:data:`mbrl.tasks.TASKS` or :data:`~mbrl.tasks.GOAL_TASKS`)."""
+    from mbrl.tasks import GOAL_TASKS, TASKS
+
+    if text not in (*TASKS, *GOAL_TASKS):
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; known: {', '.join((*TASKS, *GOAL_TASKS))}")
+    return text
+
+
+def add_pets_options(p: argparse.ArgumentParser) -> None:
+    """The options of a PETS run, the one home of them (``python -m mbrl.train`` and ``safe-density pets``)."""
+    p.add_argument("--task", default="InvertedPendulum-v5", type=task_name, help="task name (see mbrl.make_task)")
     p.add_argument("--preset", default="quick", choices=["quick", "paper"],
                    help="quick: CPU-sized settings; paper: the PETS code's settings (GPU advised)")
-    p.add_argument("--episodes", type=int, default=None, help="MPC episodes after the random warm-up")
-    p.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"], help="trajectory optimiser")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="planner precision")
+    p.add_argument("--episodes", type=int_at_least(0), default=None,
+                   help="MPC episodes after the random warm-up (default: the preset's)")
+    p.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"],
+                   help="trajectory optimiser (default: the preset's)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="planner precision (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
-    p.add_argument("--out", default=None, help="output folder for logs and checkpoints")
+    p.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cpu)")
+    p.add_argument("--out", default=None, help="output folder for logs and checkpoints (default: write nothing)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mbrl.train", description="Train and evaluate PETS on a task.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_pets_options(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    p = build_parser()
     a = p.parse_args(argv)
     cfg = PRESETS.get(a.task, {}).get(a.preset, PETSConfig())
     over = {k: v for k, v in {"episodes": a.episodes, "optimizer": a.optimizer, "dtype": a.dtype}.items()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import os
 import subprocess
 import sys
@@ -30,11 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mbrl.common.argtypes import device as _device
+from mbrl.common.argtypes import int_at_least as _int_at_least
+from mbrl.common.argtypes import real as _real
+from mbrl.train import task_name as _task_name
+from safe_density.ldm.learned import THRESHOLD_RULES, LDMConfig
+
 __all__ = ["UsageError", "build_parser", "main"]
 
-#: Gradient steps of ``fit-ldm`` by default: about a minute on 2 CPU cores for a few thousand transitions
-#: (README "Used by"); ``--steps`` asks for more.
-FIT_LDM_STEPS = 2000
+#: ``fit-ldm``'s defaults are the library's (:class:`~safe_density.ldm.LDMConfig`): 2000 gradient steps take about a
+#: minute on 2 CPU cores for a few thousand transitions (README "Used by"); ``--steps`` asks for more.
+LDM_DEFAULTS = LDMConfig()
 
 
 class UsageError(Exception):
@@ -63,59 +68,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if "default" in text or no_default or not action.option_strings:
             return text
         return super()._get_help_string(action)
-
-
-# ------------------------------------------------------------------------------------ argument types
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
-        return v
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def _real(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-        if v < low or v > high or (low_open and v == low):
-            raise argparse.ArgumentTypeError(f"must lie in {'(' if low_open else '['}{low}, {high}], got {v}")
-        return v
-
-    parse.__name__ = "number"
-    return parse
-
-
-def _device(text: str) -> str:
-    import torch
-
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be 'cpu' or 'cuda' (or 'cuda:N'), got {text!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} asked for, but CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"must be 'cpu' or 'cuda' (or 'cuda:N'), got {text!r}")
-    return text
-
-
-def _task(text: str) -> str:
-    from mbrl.tasks import GOAL_TASKS, TASKS
-
-    if text not in (*TASKS, *GOAL_TASKS):
-        raise argparse.ArgumentTypeError(f"unknown task {text!r}; known: {', '.join((*TASKS, *GOAL_TASKS))}")
-    return text
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -227,24 +179,52 @@ def _kept_obs(drop: list[int] | None, o_dim: int) -> list[int]:
     return keep
 
 
+def _task_of(args: argparse.Namespace) -> str | None:
+    """The task the buffer's transitions come from: ``--task``, else the PETS run that saved the buffer (its
+    ``checkpoint/run`` metadata next to ``checkpoint/buffer``), else None."""
+    if args.task:
+        return args.task
+    run = Path(args.buffer).parent / "run"
+    if (run / "meta.json").is_file():
+        from mbrl.common.serialization import load_state
+
+        try:
+            return load_state(run)[1].get("task")
+        except (ValueError, OSError):
+            return None
+    return None
+
+
 def _action_box(args: argparse.Namespace, act):
-    """The LDM's ``ActionBox`` from ``--action-low/--action-high`` (1 value or one per dimension; default:
-    the data's range), validated by the library's one bounds rule."""
+    """``(box, where it came from)``: the LDM's ``ActionBox`` from ``--action-low/--action-high`` (1 value or one
+    per dimension); what is not given comes from the task's box (``--task``, or the PETS run that saved the
+    buffer), else from the data's range. Validated by the library's one bounds rule."""
     from mbrl.common.action_box import ActionBox
 
     a_dim, bounds = act.shape[1], {}
-    for opt, given, default in (("--action-low", args.action_low, act.min(0).values),
-                                ("--action-high", args.action_high, act.max(0).values)):
+    task = _task_of(args)
+    if task is not None:
+        from mbrl.tasks import make_task
+
+        low, high = make_task(task).action_box.numpy()
+        if low.shape[0] != a_dim:
+            raise UsageError("--task", f"{task} has {low.shape[0]}-D actions but the buffer's have {a_dim}")
+        source = f"task {task}"
+    else:
+        low, high = act.min(0).values.cpu().numpy(), act.max(0).values.cpu().numpy()
+        source = "the data's range (pass --task for the task's box)"
+    for opt, given, default in (("--action-low", args.action_low, low), ("--action-high", args.action_high, high)):
         if given is None:
             bounds[opt] = default.tolist()
         elif len(given) in (1, a_dim):
             bounds[opt] = list(given) * (a_dim // len(given))
         else:
-            raise UsageError(opt, f"needs 1 or {a_dim} values (the buffer's actions have {a_dim} dimensions), "
-                                  f"got {len(given)}")
+            raise UsageError(opt, f"needs 1 value or {a_dim} (one per action dimension), got {len(given)}")
+    if args.action_low is not None and args.action_high is not None:
+        source = "--action-low/--action-high"
     try:
         return ActionBox(bounds["--action-low"], bounds["--action-high"], a_dim, names=("--action-low",
-                                                                                        "--action-high"))
+                                                                                        "--action-high")), source
     except ValueError as exc:
         opt = "--action-low" if args.action_low is not None else "--action-high"
         raise UsageError(opt, str(exc)) from None
@@ -269,20 +249,21 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     data = buf.all()
     o_dim, a_dim = data.obs.shape[1], data.act.shape[1]
     keep = _kept_obs(args.drop_obs, o_dim)
-    box = _action_box(args, data.act)
+    box, box_source = _action_box(args, data.act)
     if args.density == "gmm" and args.components > len(buf):
         raise UsageError("--components", f"must be <= the number of transitions ({len(buf)}), got "
                                          f"{args.components}")
     dens = {"gmm": lambda: GaussianMixtureDensity(args.components, seed=args.seed),
             "flow": lambda: FlowDensity(seed=args.seed), "kde": lambda: GaussianKDE()}[args.density]()
-    ldm = LyapunovDensityModel(o_dim, a_dim, box, None, density=dens, gamma=args.gamma, steps=args.steps,
+    ldm = LyapunovDensityModel(o_dim, a_dim, box, density=dens, gamma=args.gamma, steps=args.steps,
                                obs_indices=None if len(keep) == o_dim else keep, device=args.device or "cpu",
                                seed=args.seed)
     print(f"fitting an LDM on {len(buf)} transitions: {args.density} density, {args.steps} gradient steps "
-          f"(--steps for more)", file=sys.stderr)
+          f"(--steps for more); action box {box.low.tolist()} .. {box.high.tolist()} from {box_source}",
+          file=sys.stderr)
     hist = ldm.fit(data.obs, data.act, data.next_obs, terminated=data.terminated if args.use_terminated else None,
                    steps=args.steps, progress=True)
-    c = ldm.calibrate(data.obs, data.act, args.quantile)   # saved with the model: the default threshold
+    c = ldm.calibrate(data.obs, data.act, args.quantile, rule=args.rule)   # saved with the model: the default c
     out = Path(args.out)
     ldm.save(out / "ldm")
     with torch.no_grad():
@@ -298,7 +279,8 @@ def cmd_fit_ldm(args: argparse.Namespace, rest: list[str]) -> int:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(e, bins=50, alpha=0.6, label="energy E(s,a)")
     ax.hist(g, bins=50, alpha=0.6, label="LDM G(s,a)")
-    ax.axvline(c, color="k", ls="--", lw=1, label=f"threshold c (q={args.quantile:g})")
+    of = "G" if args.rule == "ldm" else "E"
+    ax.axvline(c, color="k", ls="--", lw=1, label=f"threshold c (q={args.quantile:g} of {of})")
     ax.set_xlabel("value on the data")
     ax.legend()
     fig.tight_layout()
@@ -395,23 +377,6 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
-def _pets_options(s: argparse.ArgumentParser) -> None:
-    """The options of ``python -m mbrl.train`` (forwarded to it unchanged once they are validated here)."""
-    s.add_argument("--task", default="InvertedPendulum-v5", type=_task, help="task name (see mbrl.make_task)")
-    s.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="quick: CPU-sized settings; paper: the PETS code's settings (GPU advised)")
-    s.add_argument("--episodes", type=_int_at_least(0), default=None,
-                   help="MPC episodes after the random warm-up (default: the preset's)")
-    s.add_argument("--optimizer", default=None, choices=["cem", "icem", "mppi"],
-                   help="trajectory optimiser (default: the preset's)")
-    s.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
-                   help="planner precision (default: the preset's)")
-    s.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")
-    s.add_argument("--out", default=None, help="output folder for logs and checkpoints (default: write nothing)")
-    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="safe-density", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -422,31 +387,40 @@ def build_parser() -> argparse.ArgumentParser:
         return s
 
     s = add("pets", "train and evaluate PETS (the same options as python -m mbrl.train)", cmd_pets)
-    _pets_options(s)
+    from mbrl.train import add_pets_options
+
+    add_pets_options(s)
 
     s = add("fit-ldm", "fit a Lyapunov density model from a saved replay buffer", cmd_fit_ldm,
             f"Fit a Lyapunov density model (design.md) to the transitions of a saved replay buffer.\n"
-            f"With the defaults ({FIT_LDM_STEPS} steps, GMM density) a few thousand transitions take about a\n"
+            f"With the defaults ({LDM_DEFAULTS.steps} steps, GMM density) a few thousand transitions take about a\n"
             f"minute on 2 CPU cores; --steps asks for more.")
     s.add_argument("--buffer", required=True, help="folder written by ReplayBuffer.save (e.g. RUN/checkpoint/buffer)")
     s.add_argument("--out", required=True, help="output folder: ldm/ checkpoint, ldm_summary.json, ldm_values.png")
     s.add_argument("--density", default="gmm", choices=["gmm", "flow", "kde"],
                    help="density model for the energies E = -log p(s, a)")
-    s.add_argument("--components", type=_int_at_least(1), default=16, help="Gaussian-mixture components (gmm)")
+    s.add_argument("--components", type=_int_at_least(1), default=LDM_DEFAULTS.density_components,
+                   help="Gaussian-mixture components (gmm)")
     s.add_argument("--drop-obs", type=_int_at_least(0), nargs="*", default=None,
                    help="observation indices the LDM ignores (its obs_indices; e.g. 0 for Hopper's x position); "
                         "the saved model still takes full observations")
-    s.add_argument("--gamma", type=_real(0.0, 1.0, low_open=True), default=0.99,
+    s.add_argument("--gamma", type=_real(0.0, 1.0, low_open=True), default=LDM_DEFAULTS.gamma,
                    help="discount of the LDM backup, in (0, 1] (design.md)")
-    s.add_argument("--steps", type=_int_at_least(0), default=FIT_LDM_STEPS,
+    s.add_argument("--steps", type=_int_at_least(0), default=LDM_DEFAULTS.steps,
                    help="gradient steps (more: a closer fit, proportionally longer)")
     s.add_argument("--action-low", type=_real(), nargs="+", default=None,
                    help="action lower bounds, 1 value or one per action dimension (default: data min)")
     s.add_argument("--action-high", type=_real(), nargs="+", default=None,
                    help="action upper bounds, 1 value or one per action dimension (default: data max)")
     s.add_argument("--quantile", type=_real(0.0, 1.0), default=0.5,
-                   help="threshold c = this quantile of G over the buffer's own (s, a) pairs, stored in the "
-                        "checkpoint (LyapunovDensityModel.calibrate; the wrapper and constraint() use it)")
+                   help="threshold c = this quantile over the buffer's own (s, a) pairs (of G, or of E with "
+                        "--rule energy), stored in the checkpoint (LyapunovDensityModel.calibrate; the wrapper "
+                        "and constraint() use it)")
+    s.add_argument("--rule", default="ldm", choices=THRESHOLD_RULES,
+                   help="ldm: c is a quantile of G; energy: a quantile of the data's E (the LDM authors' rule)")
+    s.add_argument("--task", default=None, type=_task_name,
+                   help="the task the transitions come from: its action box bounds the LDM's actions (default: "
+                        "the PETS run that saved the buffer, else the data's range)")
     s.add_argument("--use-terminated", action="store_true",
                    help="treat terminated transitions as having no future (otherwise: as ordinary transitions)")
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cpu)")

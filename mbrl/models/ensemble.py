@@ -41,6 +41,7 @@ from torch import nn
 from mbrl.common.seeding import check_seed, make_generator
 from mbrl.common.serialization import load_state, save_state
 from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
+from mbrl.config import PETS
 from mbrl.models.normalizer import Normalizer
 from mbrl.models.training import FitConfig, fit_ensemble
 
@@ -133,8 +134,8 @@ class ProbabilisticEnsemble(nn.Module):
         self,
         obs_dim: int,
         act_dim: int,
-        ensemble_size: int = 5,
-        hidden: Sequence[int] = (200, 200, 200, 200),
+        ensemble_size: int = PETS.ensemble_size,
+        hidden: Sequence[int] = PETS.hidden,
         activation: str = "silu",
         weight_decay: Sequence[float] | None = None,
         init_max_logvar: float = 0.5,
@@ -394,21 +395,11 @@ class ProbabilisticEnsemble(nn.Module):
             total += (mean - y[s : s + chunk]).square().sum((1, 2)).double()
         return total / (x.shape[0] * self.obs_dim)
 
-    def fit(
-        self,
-        data,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        holdout: float = 0.1,
-        patience: int = 5,
-        bootstrap: bool = True,
-        seed: int = 0,
-        progress: bool = True,
-        max_holdout: int = 5000,
-    ) -> dict:
+    def fit(self, data, config: FitConfig | None = None, **overrides) -> dict:
         """Train all members together by the PETS loss with Adam: :func:`mbrl.models.training.fit_ensemble`
-        with these fields of :class:`~mbrl.models.training.FitConfig` (PETS defaults; see there).
+        with ``config`` (:class:`~mbrl.models.training.FitConfig`, PETS defaults) and ``overrides`` of its fields
+        (``epochs``, ``batch_size``, ``lr``, ``holdout``, ``patience``, ``bootstrap``, ``seed``, ``progress``,
+        ``max_holdout``).
 
         Args:
             data: a ``ReplayBuffer`` (its stored transitions), a ``Batch`` or a tuple
@@ -417,8 +408,7 @@ class ProbabilisticEnsemble(nn.Module):
             ``{"train_loss": [float per epoch], "holdout_mse": [[float per member] per epoch],
             "best_epoch": [int per member]}`` (each member ends with its weights from its best epoch).
         """
-        return fit_ensemble(self, data, FitConfig(epochs, batch_size, lr, holdout, patience, bootstrap, seed,
-                                                  progress, max_holdout))
+        return fit_ensemble(self, data, config, **overrides)
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:

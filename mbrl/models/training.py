@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from mbrl.common.config import with_overrides
 from mbrl.common.seeding import check_seed, make_generator
 from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
+from mbrl.config import PETS
 
 __all__ = ["FitConfig", "fit_ensemble", "unpack_transitions"]
 
@@ -32,10 +34,10 @@ class FitConfig:
     bootstrap and the minibatch order (bit-identical reruns on CPU); progress: a tqdm bar over epochs.
     """
 
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    holdout: float = 0.1
+    epochs: int = PETS.epochs_per_episode
+    batch_size: int = PETS.batch_size
+    lr: float = PETS.lr
+    holdout: float = PETS.holdout
     patience: int = 5
     bootstrap: bool = True
     seed: int = 0
@@ -164,7 +166,7 @@ def fit_ensemble(model, data, config: FitConfig | None = None, **overrides) -> d
         "best_epoch": [int per member]}``; holdout MSE is in standardised target units and each member ends
         with its weights from its best epoch (0-based index into the lists).
     """
-    cfg = FitConfig(**{**(vars(config) if config is not None else {}), **overrides})
+    cfg = with_overrides(FitConfig, config, **overrides)
     low_precision = model.max_logvar.dtype in (torch.float16, torch.bfloat16)
     obs, act, next_obs = unpack_transitions(data, model.obs_dim, model.act_dim,
                                             torch.float32 if low_precision else None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from mbrl.common.validation import check_threshold
+from mbrl.config import PETS
 from mbrl.planning.base import OptimizerBase, truncated_normal
 from mbrl.planning.selection import select_elites, update_best
 
@@ -43,7 +44,8 @@ class CEM(OptimizerBase):
         low, high, box: default action bounds (:class:`~mbrl.planning.OptimizerBase`; ``optimize`` overrides).
     """
 
-    def __init__(self, population: int = 500, elites: int = 50, iterations: int = 5, alpha: float = 0.1,
+    def __init__(self, population: int = PETS.population, elites: int = PETS.elites,
+                 iterations: int = PETS.iterations, alpha: float = PETS.alpha,
                  init_std: float | None = None, min_std: float = 0.0, clip: str = "truncate",
                  return_best: bool = False, low=None, high=None, box=None) -> None:
         super().__init__(low, high, box=box)

@@ -37,12 +37,13 @@ import math
 import operator
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from mbrl.common.action_box import ActionBox
+from mbrl.common.config import with_overrides
 from mbrl.common.seeding import make_generator
 from mbrl.common.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
 from mbrl.common.validation import INT_MAX, as_flags, as_tensor, check_int, check_threshold
@@ -118,20 +119,6 @@ class LDMConfig:
         check_threshold("grad_clip", self.grad_clip, low=0.0, high=math.inf, inclusive=False)
         if self.energy_cap is not None:
             check_threshold("energy_cap", self.energy_cap)
-
-    @classmethod
-    def with_overrides(cls, config: LDMConfig | None = None, **overrides) -> LDMConfig:
-        """``config`` (default: the defaults above) with some fields replaced; ``ValueError`` naming an
-        unknown field. The one place the LDM's defaults are stated: constructors take a config plus these."""
-        base = cls() if config is None else config
-        if not isinstance(base, cls):
-            raise ValueError(f"config must be an LDMConfig, got {type(config).__name__}")
-        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown LDM option(s) {unknown}; LDMConfig's fields are "
-                             f"{[f.name for f in fields(cls)]}")
-        return replace(base, **overrides) if overrides else base
-
 
 @dataclass
 class LDMConstraint:
@@ -274,7 +261,7 @@ class LyapunovDensityModel:
         self.action_box = ActionBox(action_low, action_high, act_dim, device=self.device, dtype=dtype)
         half = self.action_box.width / 2
         self._act_half = torch.where(half > 0, half, torch.ones_like(half))  # a pinned dimension scales by 1
-        self.config = LDMConfig.with_overrides(config, **overrides)
+        self.config = with_overrides(LDMConfig, config, **overrides)
         if density is not None and not isinstance(density, DensityModel):
             raise ValueError("density must be a DensityModel (safe_density.contracts: fit(x) and log_prob(x))")
         self.density = density

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mbrl.buffer import ReplayBuffer
-from safe_density.cli import FIT_LDM_STEPS, build_parser, main
+from safe_density.cli import LDM_DEFAULTS, build_parser, main
 
 
 def _subparsers():
@@ -45,7 +45,7 @@ def test_help_shows_defaults(cmd, capsys):
         if action.option_strings and action.default not in (None, False, "==SUPPRESS==") and action.dest != "help":
             assert f"default: {action.default}" in out, f"{cmd} {action.dest}: default not shown"
     if cmd == "fit-ldm":
-        assert f"(default: {FIT_LDM_STEPS})" in out
+        assert f"(default: {LDM_DEFAULTS.steps})" in out
 
 
 @pytest.fixture
@@ -105,6 +105,31 @@ def test_fit_ldm_stores_the_calibrated_threshold(tmp_path, saved_buffer):
     assert abs(float((g <= summary["threshold"] + 1e-6).float().mean()) - 0.25) < 0.05
     assert DensityConstrainedController(lambda o: np.zeros(1), ldm).threshold == summary["threshold"]
     assert ldm.constraint().threshold == summary["threshold"]
+
+
+def test_fit_ldm_energy_rule_and_the_tasks_box(tmp_path, capsys):
+    """--rule energy sets c to the quantile of the data's E (the authors' rule); the action box is the task's
+    ([-3, 3] on InvertedPendulum), read from the PETS run that saved the buffer, not the data's narrower range."""
+    from mbrl.buffer import ReplayBuffer
+    from mbrl.common.serialization import save_state
+    from safe_density.ldm import LyapunovDensityModel
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, 4)).astype(np.float32)
+    act = rng.uniform(-2, 2, size=(200, 1)).astype(np.float32)
+    buf = ReplayBuffer(500, 4, 1)
+    buf.add_batch(obs, act, obs + 0.1 * act, np.zeros(200, np.float32), np.zeros(200, bool))
+    buf.save(tmp_path / "run" / "checkpoint" / "buffer")
+    save_state(tmp_path / "run" / "checkpoint" / "run", {"_": torch.zeros(1)}, {"task": "InvertedPendulum-v5"})
+    assert main(["fit-ldm", "--buffer", str(tmp_path / "run" / "checkpoint" / "buffer"), "--out",
+                 str(tmp_path / "o"), "--steps", "5", "--components", "2", "--quantile", "0.3", "--rule",
+                 "energy"]) == 0
+    assert "from task InvertedPendulum-v5" in capsys.readouterr().err
+    ldm = LyapunovDensityModel.load(tmp_path / "o" / "ldm")
+    assert ldm.action_box.low.tolist() == [-3.0] and ldm.action_box.high.tolist() == [3.0]
+    e = ldm.energy(torch.as_tensor(obs), torch.as_tensor(act)).double()
+    assert ldm.calibration["rule"] == "energy"
+    assert ldm.calibration["ldm"] == pytest.approx(float(torch.quantile(e, 0.3)), rel=1e-6)
 
 
 def _files(tmp_path):

@@ -450,6 +450,57 @@ def test_constraint_needs_a_threshold_or_calibration():
         ldm.calibrate(torch.zeros(3, ldm.obs_dim), torch.zeros(3, ldm.act_dim), 1.5)
 
 
+def test_one_threshold_rule_for_model_constraint_and_wrapper():
+    """calibrate(rule=...) is the one threshold rule: "ldm" takes G's quantile, "energy" (the authors') E's for
+    both constraints; resolve_threshold gives explicit > the constraint's own > the calibrated one, and the
+    controller wrapper follows it."""
+    from safe_density.ldm import DensityConstrainedController
+    from safe_density.ldm.learned import resolve_threshold
+
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(120, 2, generator=g), torch.rand(120, 1, generator=g) * 2 - 1
+    ldm = _fitted_ldm()
+    e, gv = ldm.energy(obs, act).double(), ldm.value(obs, act).double()
+    c = ldm.calibrate(obs, act, 0.4, rule="energy")
+    assert c == pytest.approx(float(torch.quantile(e, 0.4)), rel=1e-6) and ldm.calibration["energy"] == c
+    assert ldm.constraint().threshold == ldm.constraint(greedy=True).threshold == c
+    c_ldm = ldm.calibrate(obs, act, 0.4)
+    assert c_ldm == pytest.approx(float(torch.quantile(gv, 0.4)), rel=1e-6) and ldm.calibration["rule"] == "ldm"
+    assert resolve_threshold(ldm) == c_ldm and resolve_threshold(ldm, greedy=True) == ldm.calibration["energy"]
+    assert resolve_threshold(ldm, 7.0) == 7.0 and resolve_threshold(ldm.constraint(3.0)) == 3.0
+    assert DensityConstrainedController(lambda o: np.zeros(1), ldm.constraint(3.0)).threshold == 3.0
+    with pytest.raises(ValueError, match="rule"):
+        ldm.calibrate(obs, act, 0.4, rule="median")
+    with pytest.raises(ValueError, match="threshold"):
+        resolve_threshold(ldm, float("nan"))
+
+
+def test_ldm_takes_a_config_plus_overrides_and_any_density_model():
+    """Defaults live in LDMConfig only; keywords override single fields, unknown ones are named. A DensityModel
+    that is not one of the library's (no validate= fast path) still serves the hot path, NaN rows as +inf."""
+    from safe_density.ldm import LDMConfig
+
+    ldm = LyapunovDensityModel(2, 1, [-1.0], [1.0], config=LDMConfig(gamma=0.9), steps=7)
+    assert ldm.config.gamma == 0.9 and ldm.config.steps == 7 and ldm.config.hidden == LDMConfig().hidden
+    with pytest.raises(ValueError, match="stepz"):
+        LyapunovDensityModel(2, 1, [-1.0], [1.0], stepz=7)
+
+    class Foreign:  # a user's density: fit and log_prob only
+        def fit(self, x):
+            self.mu = torch.as_tensor(x).mean(0)
+            return self
+
+        def log_prob(self, x):
+            return -(torch.as_tensor(x) - self.mu).square().sum(-1)
+
+    ldm = _fitted_ldm(Foreign())
+    o = torch.tensor([[0.0, 0.0], [float("nan"), 0.0]])
+    cost = ldm.constraint(1.0).cost(o, torch.zeros(2, 1))
+    assert torch.isfinite(cost[0]) and cost[1] > 1e30
+    with pytest.raises(ValueError, match="density"):
+        LyapunovDensityModel(2, 1, [-1.0], [1.0], density=object())
+
+
 def test_save_is_atomic_with_the_density(tmp_path, monkeypatch):
     """A crash while the density is written leaves the previous checkpoint loadable (network and density)."""
     ldm = _fitted_ldm()
