@@ -74,7 +74,7 @@ TINY = HopperSettings(pets=dataclasses.replace(QUICK.pets, hidden=(32, 32), epoc
                       ldm=dataclasses.replace(QUICK.ldm, steps=20, hidden=(32, 32), density_components=2),
                       data_noises=(0.1, 0.5), data_episodes=1, data_steps=40, episode_steps=5, seeds=1,
                       quantiles=(0.5,), loose_offsets=(20.0,), disagreement_weights=(1.0,), projection_samples=64)
-#: The authors' sizes (design.md, "Published recipes"): flow density, 2 x 1,024 double critic, ~150k backup steps
+#: The authors' sizes (docs/design.md, "Published recipes"): flow density, 2 x 1,024 double critic, ~150k backup steps
 #: at tau 0.005, batch 1,024, lr 1e-4, 5,000 action samples at the real state, 1,000-step episodes.
 PAPER = HopperSettings(pets=dataclasses.replace(QUICK.pets, hidden=(200, 200, 200, 200), epochs_per_episode=50,
                                                 population=500, elites=50, iterations=5, horizon=15, particles=20),

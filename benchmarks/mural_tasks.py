@@ -1,6 +1,6 @@
 """MURAL vs exact CNML vs a plain success classifier (VICE-like) vs the sparse task reward, same agent and budget.
 
-design.md, "MURAL" and "Published recipes". Claim checked (Li et al., ICML 2021): MURAL's reward stays
+docs/design.md, "MURAL" and "Published recipes". Claim checked (Li et al., ICML 2021): MURAL's reward stays
 near 1/2 on states nobody has tried, so an agent keeps looking where a plain classifier leads it greedily
 into a wall, and reaches goals that sparse rewards and plain classifiers miss.
 

@@ -1,4 +1,4 @@
-"""PETS learning curves on the MuJoCo tasks (design.md, PETS table).
+"""PETS learning curves on the MuJoCo tasks (docs/design.md, PETS table).
 
     python -m benchmarks.pets --quick                       # CPU: InvertedPendulum, HalfCheetah, Pusher
     python -m benchmarks.pets --tasks HalfCheetah-v5 --device cuda   # the PETS code's settings
@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
 from mbrl.train import PRESETS, run_pets
 
-# Reported in design.md (PETS PyTorch port vs original code, one seed, running best).
+# Reported in docs/design.md (PETS PyTorch port vs original code, one seed, running best).
 PAPER = {
     "HalfCheetah-v5": "PETS paper (HalfCheetah-v2, 300k steps): ~15k return when the cheetah runs on its legs",
     "Pusher-v5": "PETS paper (7-DoF Pusher, 15k steps): ~-67 (known cost fn)",

@@ -1,6 +1,6 @@
 """Seconds per MPC action against the matrix-product floor and mbrl-lib, measured side by side in one run.
 
-Canonical PETS configuration (design.md): 5 members, 4 x 200 SiLU, CEM population 500, 50 elites,
+Canonical PETS configuration (docs/design.md): 5 members, 4 x 200 SiLU, CEM population 500, 50 elites,
 5 iterations, horizon 30, 20 particles, TS-inf. Every action costs ``iterations * horizon`` ensemble
 forwards over ``population * particles`` rows. The *floor* is the time of exactly those batched matrix
 products alone (``torch.bmm`` per layer, fp32 with TF32 off, same shapes, same count, nothing else),

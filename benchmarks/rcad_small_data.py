@@ -1,4 +1,4 @@
-"""RCAD vs ERM / label smoothing / FGSM adversarial training at small data (design.md "RCAD").
+"""RCAD vs ERM / label smoothing / FGSM adversarial training at small data (docs/design.md "RCAD").
 
 Problems (no download):
 

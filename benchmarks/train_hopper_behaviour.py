@@ -1,4 +1,4 @@
-"""Train the Hopper-v5 behaviour policies that the LDM benchmarks' data come from (design.md, "Published
+"""Train the Hopper-v5 behaviour policies that the LDM benchmarks' data come from (docs/design.md, "Published
 recipes", LDM: forward and *backward* hoppers that hop without falling).
 
 Two policies, trained once with stable-baselines3 SAC (the default, 256 x 256 ReLU, lr 3e-4, batch 256,

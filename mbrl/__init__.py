@@ -1,4 +1,4 @@
-"""mbrl: a PETS-style model-based controller (Chua et al., NeurIPS 2018; design.md "PETS").
+"""mbrl: a PETS-style model-based controller (Chua et al., NeurIPS 2018; docs/design.md "PETS").
 
 Probabilistic ensemble dynamics, trajectory sampling, CEM / iCEM / MPPI optimisers and an MPC agent on
 gymnasium + MuJoCo tasks. Names are imported lazily so ``import mbrl`` stays cheap.

@@ -1,4 +1,4 @@
-"""The PETS model-predictive controller (Chua et al. 2018, design.md "PETS" and "Contracts").
+"""The PETS model-predictive controller (Chua et al. 2018, docs/design.md "PETS" and "Contracts").
 
 At every step (or every ``replan_every`` steps) :class:`MPCAgent` optimises an action sequence of length
 ``horizon`` with a trajectory optimiser (default PETS CEM 500 / 50, 5 iterations, alpha 0.1), scoring each
@@ -7,7 +7,7 @@ termination, reward shapers, constraint violations), and executes its first acti
 from the previous plan shifted by the executed steps, padded with the midpoint of the bounds (PETS warm
 start). Many start states are planned at once when ``obs`` is ``[B, O]``.
 
-Constraints (design.md, "Contracts"): the optimiser ranks feasible candidates first, but CEM and MPPI
+Constraints (docs/design.md, "Contracts"): the optimiser ranks feasible candidates first, but CEM and MPPI
 return a *mean* of candidates, and the mean of feasible candidates need not be feasible (the feasible set is
 not convex). So with constraints the agent scores the optimiser's plan once more and executes it only if it
 is feasible; otherwise it executes the best-ranked sample of the call (``optimizer.last_best``) when that

@@ -1,6 +1,6 @@
 """Replay buffer: a ring of preallocated torch tensors holding ``(obs, act, next_obs, reward, done)``.
 
-PETS (design.md, "PETS") refits its dynamics ensemble on every transition collected so far after each
+PETS (docs/design.md, "PETS") refits its dynamics ensemble on every transition collected so far after each
 episode; :meth:`ReplayBuffer.all` returns them in insertion order and :meth:`ReplayBuffer.sample` draws
 seeded minibatches. Once ``capacity`` transitions are stored the oldest are overwritten. Checkpoints go
 through :mod:`mbrl.common.serialization` (safetensors + JSON, no pickle) and round-trip bit-exactly,

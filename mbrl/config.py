@@ -19,7 +19,7 @@ __all__ = ["PETS", "PETSConfig"]
 
 @dataclass(frozen=True)
 class PETSConfig:
-    """Hyper-parameters of one PETS run. Defaults are the original code's (design.md, PETS table)."""
+    """Hyper-parameters of one PETS run. Defaults are the original code's (docs/design.md, PETS table)."""
 
     hidden: tuple[int, ...] = (200, 200, 200, 200)
     ensemble_size: int = 5

@@ -1,4 +1,4 @@
-"""Uncertainty penalties that plug into ``MPCAgent(reward_shapers=...)`` (design.md, ``RewardShaper``).
+"""Uncertainty penalties that plug into ``MPCAgent(reward_shapers=...)`` (docs/design.md, ``RewardShaper``).
 
 :class:`EnsembleDisagreement` is the classic model-uncertainty penalty (e.g. MOPO, Yu et al. 2020; MOReL,
 Kidambi et al. 2020): ``-weight * sum_d Var_e[mu_e(s, a)]_d``, the spread of the members' mean

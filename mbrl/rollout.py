@@ -1,4 +1,4 @@
-"""Particle trajectory sampling through a dynamics ensemble (PETS, Chua et al. 2018, design.md "PETS").
+"""Particle trajectory sampling through a dynamics ensemble (PETS, Chua et al. 2018, docs/design.md "PETS").
 
 :func:`rollout` scores ``N`` candidate action sequences from each of ``B`` start states by propagating
 ``P`` particles per candidate through the ensemble, all ``B * N * P`` rows at once (a Python loop runs

@@ -1,6 +1,6 @@
 """The PETS training loop: random warm-up, then collect with MPC and retrain after every episode.
 
-Chua et al. 2018 (design.md, "PETS"): the dynamics ensemble is refitted on the whole replay buffer after
+Chua et al. 2018 (docs/design.md, "PETS"): the dynamics ensemble is refitted on the whole replay buffer after
 every episode (5 epochs in the original code) and the MPC agent replans at every step. Each episode is
 logged (JSON lines + CSV) and a checkpoint (model, buffer, run state) is written atomically at every
 episode boundary. Every random draw of episode ``k`` is seeded from ``(seed, k)`` and a fresh Adam is
@@ -74,7 +74,7 @@ class EpisodeEnd:
     agent: object | None
 
 
-# Per-task presets: "paper" follows the PETS code where the task is in it (design.md table);
+# Per-task presets: "paper" follows the PETS code where the task is in it (docs/design.md table);
 # "quick" is a CPU-sized version (smaller nets and populations, shorter horizon).
 PRESETS: dict[str, dict[str, PETSConfig]] = {
     "InvertedPendulum-v5": {
@@ -175,7 +175,7 @@ def run_pets(
             callbacks keep no state of their own; stateful callbacks, e.g. a MURAL reward, must be saved
             and restored by their owner).
         stop_after: stop after this many episodes in this call (to test resuming), ``>= 0``.
-        constraints, reward_shapers: passed to :class:`mbrl.agent.MPCAgent` (design.md contracts).
+        constraints, reward_shapers: passed to :class:`mbrl.agent.MPCAgent` (docs/design.md contracts).
         callbacks: episode-end hooks ``callback(end: EpisodeEnd) -> bool | None``, called in order after
             every episode (warm-up included), after its row is appended to the log and before the logs and
             the checkpoint are written. Returning ``False`` stops the run after this episode (the

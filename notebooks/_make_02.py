@@ -10,7 +10,7 @@ cells = [
         "A 2-D point `s' = s + 0.1 a` (actions in `[-1, 1]^2`) was only observed near the origin "
         "(`s ~ N(0, 0.5^2 I)`). "
         "A proportional controller is asked to reach a goal outside it. We learn the LDM "
-        "`G(s, a)` (Kang et al., ICML 2022; `shared/design.md`, *Lyapunov density models*) from the offline "
+        "`G(s, a)` (Kang et al., ICML 2022; `docs/design.md`, *Lyapunov density models*) from the offline "
         "transitions and wrap the controller: its action is kept when `G(s, a) <= c`, otherwise replaced by "
         "the closest action that is. Acting with `G <= c` keeps every future energy `E = -log p(s, a) <= c`."
     ),

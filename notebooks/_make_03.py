@@ -8,7 +8,7 @@ cells = [
     nbf.v4.new_markdown_cell(
         "# 03 · MURAL: from ten success states to a shaped reward\n"
         "Success examples get label 1, states the agent visited label 0; meta-NML "
-        "(Li et al., ICML 2021; `shared/design.md`, *MURAL*) gives rewards near 1 at the goal, near 0 "
+        "(Li et al., ICML 2021; `docs/design.md`, *MURAL*) gives rewards near 1 at the goal, near 0 "
         "where the agent has been, and near 1/2 on novel states (an exploration bonus)."),
     nbf.v4.new_code_cell(
         "import matplotlib.pyplot as plt\nimport numpy as np\n"

@@ -9,7 +9,7 @@ cells = [
         "# RCAD: reducing confidence along adversarial directions\n\n"
         "Setlur et al. (NeurIPS 2022) add `-λ·H(p(·|x'))` to the cross-entropy, where "
         "`x' = x + α ∇_x L / ||∇_x L||` is a large step along each example's loss gradient "
-        "(design.md, \"RCAD\"). `α` is a length in input units, so its right size depends on the data. "
+        "(docs/design.md, \"RCAD\"). `α` is a length in input units, so its right size depends on the data. "
         "`RCAD()` / `rcad_loss(model, x, y)` therefore take it from the batch itself: "
         "`α = 0.5 × median pairwise distance` of the batch's inputs, with `λ = 0.5` (both chosen on held-out "
         "data, see `safe_density/rcad.py`). `RCAD.published()` keeps the authors' `α = 0.5, λ = 0.2`, which belong to "

@@ -6,7 +6,7 @@
 - RCAD (Setlur et al., NeurIPS 2022): :func:`rcad_loss`, :class:`RCAD`.
 - Contracts (``typing.Protocol``): :class:`Constraint`, :class:`RewardShaper`, :class:`DensityModel`.
 
-See ``../shared/design.md`` for the equations. Names are imported lazily so ``import safe_density`` is cheap.
+See ``docs/design.md`` for the equations. Names are imported lazily so ``import safe_density`` is cheap.
 """
 
 from __future__ import annotations

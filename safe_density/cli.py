@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pets_options(s)
 
     s = add("fit-ldm", "fit a Lyapunov density model from a saved replay buffer", cmd_fit_ldm,
-            f"Fit a Lyapunov density model (design.md) to the transitions of a saved replay buffer.\n"
+            f"Fit a Lyapunov density model (docs/design.md) to the transitions of a saved replay buffer.\n"
             f"With the defaults ({LDM_DEFAULTS.steps} steps, GMM density) a few thousand transitions take about a\n"
             f"minute on 2 CPU cores; --steps asks for more.")
     s.add_argument("--buffer", required=True, help="folder written by ReplayBuffer.save (e.g. RUN/checkpoint/buffer)")
@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="observation indices the LDM ignores (its obs_indices; e.g. 0 for Hopper's x position); "
                         "the saved model still takes full observations")
     s.add_argument("--gamma", type=_real(0.0, 1.0, low_open=True), default=LDM_DEFAULTS.gamma,
-                   help="discount of the LDM backup, in (0, 1] (design.md)")
+                   help="discount of the LDM backup, in (0, 1] (docs/design.md)")
     s.add_argument("--steps", type=_int_at_least(0), default=LDM_DEFAULTS.steps,
                    help="gradient steps (more: a closer fit, proportionally longer)")
     s.add_argument("--action-low", type=_real(), nargs="+", default=None,

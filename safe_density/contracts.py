@@ -1,4 +1,4 @@
-"""The contracts every part of the library meets (``../shared/design.md``, "Contracts").
+"""The contracts every part of the library meets (``docs/design.md``, "Contracts").
 
 All are structural (``typing.Protocol``): any object with the right methods plugs in, no subclassing
 needed. Tensors are batched with arbitrary leading dimensions ``...``. The planner's contracts

@@ -1,4 +1,4 @@
-"""RCAD: reducing confidence along adversarial directions (design.md, "RCAD adversarial unlearning").
+"""RCAD: reducing confidence along adversarial directions (docs/design.md, "RCAD adversarial unlearning").
 
 Setlur, Eysenbach, Smith & Levine, "Adversarial Unlearning: Reducing Confidence Along Adversarial
 Directions", NeurIPS 2022 (arXiv 2206.01367). For a training batch ``(x, y)`` each example is pushed a
@@ -269,7 +269,7 @@ def _resolve_step(step, step_scale: float, x: torch.Tensor):
 # --------------------------------------------------------------------------------------------- public
 def adversarial_inputs(model: Model, x, y, step_size: float | str = AUTO,
                        step_scale: float = DEFAULT_STEP_SCALE, eps: float = 1e-12) -> torch.Tensor:
-    """The RCAD points ``x' = x + α ∇_x L / ||∇_x L||`` (design.md "RCAD"), detached.
+    """The RCAD points ``x' = x + α ∇_x L / ||∇_x L||`` (docs/design.md "RCAD"), detached.
 
     Args:
         model: ``x[B, ...] -> logits [B, C]`` or ``[B]`` / ``[B, 1]``.
@@ -324,7 +324,7 @@ def rcad_loss(model: Model, x, y, step_size: float | str = AUTO, weight: float =
     """Cross-entropy on ``x`` minus ``weight`` x predictive entropy on the RCAD points ``x'``.
 
     ``loss_i = CE_ls(p_θ(·|x_i), y_i) - λ H(p_θ(·|x'_i))`` with ``x'_i`` from :func:`adversarial_inputs`
-    (design.md "RCAD"; Setlur et al. 2022), ``CE_ls`` the cross-entropy with labels smoothed by
+    (docs/design.md "RCAD"; Setlur et al. 2022), ``CE_ls`` the cross-entropy with labels smoothed by
     ``label_smoothing``. Differentiable in the model's parameters; ``x'`` is a constant (computed from the
     plain cross-entropy's input gradient, as in the authors' code).
 
@@ -378,7 +378,7 @@ class RCAD:
     The returned value already contains the cross-entropy (``CE_ls - λ H(p(·|x'))``), so a trainer that
     accepts a ``regularizer`` hook (``MuralReward(regularizer=RCAD())``) uses it in place of its plain
     cross-entropy. ``RCAD()`` takes the batch-scaled default step (module docstring, "Default step");
-    :meth:`published` gives the authors' CIFAR values. design.md "RCAD".
+    :meth:`published` gives the authors' CIFAR values. docs/design.md "RCAD".
 
     Fields: ``step_size`` (``"auto"`` or a finite number > 0), ``weight`` (λ >= 0), ``step_scale`` (the
     ``"auto"`` multiplier), ``label_smoothing`` (ε in ``[0, 1)``, applied to the cross-entropy on ``x``).

@@ -1,5 +1,5 @@
 """All four parts in one planner: a PETS ensemble (mbrl) plans with a MURAL reward from success examples,
-whose classifier is RCAD-regularised, under a Lyapunov-density-model constraint (design.md, diagram)."""
+whose classifier is RCAD-regularised, under a Lyapunov-density-model constraint (docs/design.md, diagram)."""
 
 from __future__ import annotations
 

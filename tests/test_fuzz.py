@@ -512,7 +512,7 @@ def test_mural_constructor_update_call(data, method, mode, weight, seed, state_s
     if ok:
         assert r.shape == states.shape[:-1] and r.dtype == mr.dtype
         assert bool(((r >= 0) & (r <= 1)).all()), r
-        t = torch.as_tensor(states)  # the RewardShaper form takes tensors (design.md contracts)
+        t = torch.as_tensor(states)  # the RewardShaper form takes tensors (docs/design.md contracts)
         r3 = mr(t, None, t)  # the reward of next_obs, through the unvalidated hot path
         torch.testing.assert_close(r3, r)
 

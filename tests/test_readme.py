@@ -78,9 +78,19 @@ def test_bash_commands_parse():
         assert not rest or args.command in ("bench", "demo"), argv
         if args.command == "bench":
             assert (ROOT / "benchmarks" / f"{args.name}.py").is_file(), argv
+    modules = 0
     for argv in _commands("python "):
         if argv[1].endswith(".py"):
             assert (ROOT / argv[1]).is_file(), argv
+        elif argv[1] == "-m":   # python -m benchmarks.NAME / mbrl.train: the module exists, and its parser takes
+            modules += 1        # the options shown (benchmarks have build_parser())
+            name = argv[2]
+            assert (ROOT / (name.replace(".", "/") + ".py")).is_file(), argv
+            if name.startswith("benchmarks."):
+                import importlib
+
+                importlib.import_module(name).build_parser().parse_args(argv[3:])
+    assert modules, "the README shows no python -m command"
     makefile = (ROOT / "Makefile").read_text()
     for argv in _commands("make "):
         assert re.search(rf"^{re.escape(argv[1])}:", makefile, re.M), argv

@@ -1,6 +1,6 @@
 """The PETS probabilistic ensemble: E Gaussian MLPs in one module, one batched matmul per layer.
 
-Chua et al. 2018 (design.md, "PETS"). Each member maps standardised ``(obs, act)`` to the mean and
+Chua et al. 2018 (docs/design.md, "PETS"). Each member maps standardised ``(obs, act)`` to the mean and
 log-variance of the standardised state delta ``next_obs - obs``. The members' weights are stacked:
 layer ``l`` has weight ``[E, in, out]`` and bias ``[E, 1, out]`` and is applied to ``h[E, N, in]`` with one
 ``torch.baddbmm``, so the planner's particles for all members go through a single kernel per layer.
@@ -89,13 +89,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 class ProbabilisticEnsemble(nn.Module):
-    """Ensemble of E Gaussian MLPs predicting the standardised state delta (design.md, "PETS").
+    """Ensemble of E Gaussian MLPs predicting the standardised state delta (docs/design.md, "PETS").
 
     Args:
         obs_dim: observation size ``O``.
         act_dim: action size ``A``.
         ensemble_size: number of members ``E`` (5 in PETS).
-        hidden: hidden layer widths (PETS: 4 x 200 for HalfCheetah/Reacher, see design.md table).
+        hidden: hidden layer widths (PETS: 4 x 200 for HalfCheetah/Reacher, see docs/design.md table).
         activation: ``"silu"`` (= swish, PETS), ``"relu"``, ``"tanh"`` or ``"elu"``.
         weight_decay: one L2 coefficient per layer including the output layer (``len(hidden) + 1`` values).
             ``None`` gives the PETS schedule :data:`PETS_WEIGHT_DECAY` for 4 hidden layers; for other

@@ -1,6 +1,6 @@
 """Per-feature standardisation with statistics stored as module buffers.
 
-PETS (design.md, "PETS") standardises the model inputs (obs, act) and the regression targets (state deltas)
+PETS (docs/design.md, "PETS") standardises the model inputs (obs, act) and the regression targets (state deltas)
 with the mean and standard deviation of the training data, and sets any standard deviation below ``1e-12``
 to 1 so that constant features do not blow up. Keeping the statistics as buffers makes ``.to(device)``,
 ``state_dict`` and save/load carry them with the weights.

@@ -1,4 +1,4 @@
-"""The ensemble's training loop, apart from the model (design.md, "PETS"; the original ``BNN.train``).
+"""The ensemble's training loop, apart from the model (docs/design.md, "PETS"; the original ``BNN.train``).
 
 :func:`fit_ensemble` trains every member of a :class:`~mbrl.models.ProbabilisticEnsemble` at once on the
 model's own loss (:meth:`~mbrl.models.ProbabilisticEnsemble.loss`): a shuffled train/holdout split, one

@@ -1,4 +1,4 @@
-"""PETS cross-entropy method (Chua et al. 2018, design.md "PETS"; PETS code ``dmbrl/misc/optimizers/cem.py``).
+"""PETS cross-entropy method (Chua et al. 2018, docs/design.md "PETS"; PETS code ``dmbrl/misc/optimizers/cem.py``).
 
 Each iteration samples ``population`` action sequences from ``N(mean, var)`` truncated at 2 standard
 deviations, keeps the ``elites`` best by the constrained ranking of :mod:`mbrl.planning.selection`, and

@@ -8,7 +8,7 @@ samples to the bounds, and replaces the mean by the exponentially weighted avera
     mean = sum_i w_i a_i,    w_i = softmax_i(S_i / temperature)
 
 (``temperature`` is Williams et al.'s lambda; PDDM's reward-weighting ``gamma = 1 / lambda = 10``).
-Constraints (design.md, "Contracts"): when a problem has a feasible candidate, only feasible candidates get
+Constraints (docs/design.md, "Contracts"): when a problem has a feasible candidate, only feasible candidates get
 weight (hard constraints); when none is feasible the weights are ``softmax(-violation / temperature)``
 (minimise the violation). Non-finite candidates get zero weight; if every candidate is non-finite the
 mean is kept. Defaults are PDDM's: 700 samples, ``gamma = 10``, ``beta = 0.6``, noise std ``0.9`` (in

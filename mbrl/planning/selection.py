@@ -1,4 +1,4 @@
-"""Constrained elite selection shared by every trajectory optimiser (design.md, "Contracts").
+"""Constrained elite selection shared by every trajectory optimiser (docs/design.md, "Contracts").
 
 Candidates are ordered lexicographically by three keys:
 
@@ -9,7 +9,7 @@ Candidates are ordered lexicographically by three keys:
 
 So constraints are hard whenever some candidate is feasible, the least-violating plan wins when none is,
 and a NaN rollout can never beat a valid one (the pitfall of scoring NaN as a tiny negative number on
-negative-reward tasks, design.md "PETS"). Everything is batched over leading dims with two stable sorts
+negative-reward tasks, docs/design.md "PETS"). Everything is batched over leading dims with two stable sorts
 and ``torch.topk``: no Python loop over candidates or problems.
 """
 

@@ -1,9 +1,9 @@
-"""A scripted Hopper-v5 gait: the fallback source of behaviour data (design.md, "Published recipes", LDM).
+"""A scripted Hopper-v5 gait: the fallback source of behaviour data (docs/design.md, "Published recipes", LDM).
 
 The LDM paper's data come from behaviours that hop without falling, forward and backward, so that falling is
 what leaves the data. The project's main source is now the shipped SAC hoppers of :mod:`mbrl.policies`
 (+2.08 and -0.54 m/s); this tiny scripted controller hops too, but slowly (+0.07 / -0.016 m/s), and is kept
-as a dependency-free fallback (``benchmarks/hopper_ldm.py --data gait``):
+as a dependency-free fallback (``python -m benchmarks.hopper_ldm --data gait``):
 
     q*_j(t) = offset_j + amp_j * sin(2 pi freq t + phase_j)            (j = thigh, leg, foot)
     q*_thigh += k_angle * angle + k_angvel * angle_vel                   (torso-pitch feedback)
@@ -53,7 +53,7 @@ class GaitParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-#: Gaits found by ``python benchmarks/hopper_gait_search.py`` (see its JSON for the search's numbers).
+#: Gaits found by ``python -m benchmarks.hopper_gait_search`` (see its JSON for the search's numbers).
 GAITS: dict[str, GaitParams] = {
     # search score 0.571 (mean displacement over 1,000 steps, 3 resets, noise 0.1); validation on 5 fresh seeds:
     # noise 0 / 0.1: 0 / 5 falls, +0.07 / +0.08 m/s; noise 0.2: 2 / 5; 0.3: 4 / 5; 0.4: 4 / 5 falls

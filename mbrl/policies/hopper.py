@@ -6,7 +6,7 @@ and evaluation are in each checkpoint's ``meta.json``) and shipped as small safe
 no stable-baselines3 at run time.
 
 :func:`collect_hopper_data` rolls them out at several action-noise levels: the quiet copies hop without
-falling, the noisy ones sometimes fall, the mix of behaviour an LDM needs (design.md, "Published recipes":
+falling, the noisy ones sometimes fall, the mix of behaviour an LDM needs (docs/design.md, "Published recipes":
 the authors' D4RL medium/expert mix of forward and backward hoppers).
 """
 
@@ -38,7 +38,7 @@ def load_hopper_policy(name: str = "forward", device: torch.device | str | None 
     observations (x first, ignored by the network)."""
     path = hopper_policy_dir(name)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run benchmarks/train_hopper_behaviour.py --which {name}")
+        raise FileNotFoundError(f"{path} is missing: run python -m benchmarks.train_hopper_behaviour --which {name}")
     return MLPPolicy.load(path, device=device)
 
 

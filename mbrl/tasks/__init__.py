@@ -1,4 +1,4 @@
-"""Control tasks with exact batched torch reward and termination functions (design.md, "PETS").
+"""Control tasks with exact batched torch reward and termination functions (docs/design.md, "PETS").
 
 ``make_task(name, **options)`` builds a :class:`Task` for one of :data:`TASKS`; ``options`` are the env's
 ``gymnasium.make`` kwargs (reward weights, ``frame_skip``, ...), shared by the env and the functions so

@@ -1,6 +1,6 @@
 """The :class:`Task` record and the helpers that build exact, batched reward/termination functions.
 
-A task bundles what a model-based agent needs besides the dynamics model (design.md, "PETS": the
+A task bundles what a model-based agent needs besides the dynamics model (docs/design.md, "PETS": the
 paper's code plans with the *known* reward): the env factory, the observation/action sizes and bounds,
 and batched torch versions of the env's reward and termination that agree with the real env on real
 transitions (same terms, weights and the same ``obs``/``next_obs`` each term is read from).

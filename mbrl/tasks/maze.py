@@ -1,4 +1,4 @@
-"""PointMaze goal-reaching tasks (gymnasium-robotics) with a sparse reward, for MURAL (design.md, "MURAL").
+"""PointMaze goal-reaching tasks (gymnasium-robotics) with a sparse reward, for MURAL (docs/design.md, "MURAL").
 
 The env's dict observation is flattened by :class:`FlattenGoalObservation` into one vector
 

@@ -1,4 +1,4 @@
-"""Density models meeting the ``DensityModel`` contract (design.md, "Contracts").
+"""Density models meeting the ``DensityModel`` contract (docs/design.md, "Contracts").
 
 ``fit(x[N, D]) -> self`` and ``log_prob(x[..., D]) -> [...]``, standardisation inside, ``save``/``load``
 through ``mbrl.common.serialization``. Used for the energies ``E = -log p(s, a)`` of Lyapunov density models.

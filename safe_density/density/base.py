@@ -1,4 +1,4 @@
-"""Shared machinery of the density models: input validation and standardisation (design.md, "Contracts").
+"""Shared machinery of the density models: input validation and standardisation (docs/design.md, "Contracts").
 
 Every density model in :mod:`safe_density.density` works on *standardised* data
 ``z = (x - mean) / std`` (per feature; ``std < 1e-12`` is replaced by 1, as in PETS' normaliser) and
@@ -7,7 +7,7 @@ reports the log-density of the *original* variable,
     log p_x(x) = log p_z((x - mean) / std) - sum_d log std_d,
 
 so energies ``E = -log p`` from different models are on the same scale. The energy of a Lyapunov density
-model (design.md, "Lyapunov density models") is ``E(s, a) = -log p(s, a)`` from any of these.
+model (docs/design.md, "Lyapunov density models") is ``E(s, a) = -log p(s, a)`` from any of these.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class DensityBase:
         return out.reshape(batch)
 
     def energy(self, x) -> torch.Tensor:
-        """``E(x) = -log p(x)``: ``Tensor[..., D]`` -> ``Tensor[...]`` (design.md, LDM energy)."""
+        """``E(x) = -log p(x)``: ``Tensor[..., D]`` -> ``Tensor[...]`` (docs/design.md, LDM energy)."""
         return -self.log_prob(x)
 
     # ------------------------------------------------------------------ persistence

@@ -1,4 +1,4 @@
-"""Normalising-flow density (``zuko`` NSF or MAF) trained by maximum likelihood (design.md, "Contracts").
+"""Normalising-flow density (``zuko`` NSF or MAF) trained by maximum likelihood (docs/design.md, "Contracts").
 
     log p_z(z) = log N(T(z); 0, I) + log |det dT/dz|
 
@@ -7,7 +7,7 @@ with ``T`` a neural spline flow (Durkan et al. 2019) or a masked autoregressive 
 
 Regulariser hook: ``regularizer`` is any object with ``loss(model, z) -> scalar`` where ``model`` maps a
 standardised batch ``z[B, D]`` to log-densities ``[B]``; the returned scalar is *added* to the mean
-negative log-likelihood of each minibatch (e.g. an adversarial-unlearning term, design.md "RCAD").
+negative log-likelihood of each minibatch (e.g. an adversarial-unlearning term, docs/design.md "RCAD").
 """
 
 from __future__ import annotations

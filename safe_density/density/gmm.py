@@ -1,4 +1,4 @@
-"""Gaussian mixture density fitted by EM in torch (design.md, "Contracts": a ``DensityModel``).
+"""Gaussian mixture density fitted by EM in torch (docs/design.md, "Contracts": a ``DensityModel``).
 
 On standardised data ``z`` (``safe_density.density.base``):
 

@@ -1,4 +1,4 @@
-"""Gaussian kernel density estimate (design.md, "Contracts": a ``DensityModel`` implementation).
+"""Gaussian kernel density estimate (docs/design.md, "Contracts": a ``DensityModel`` implementation).
 
 On standardised data ``z_i`` (``safe_density.density.base``) with an isotropic bandwidth ``h``:
 

@@ -1,4 +1,4 @@
-"""Lyapunov density models (Kang et al., ICML 2022; design.md, "Lyapunov density models").
+"""Lyapunov density models (Kang et al., ICML 2022; docs/design.md, "Lyapunov density models").
 
 - :func:`solve_tabular` / :func:`solve_tabular_stochastic`: exact LDM ``G[S, A]`` on finite MDPs (reference).
 - :class:`LyapunovDensityModel`: ``G_phi(s, a)`` learned from offline transitions; ``constraint(c)`` gives a

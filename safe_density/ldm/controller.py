@@ -1,4 +1,4 @@
-"""Keep any controller inside the data: filter its actions by ``G(s, a) <= c`` (design.md, LDM section).
+"""Keep any controller inside the data: filter its actions by ``G(s, a) <= c`` (docs/design.md, LDM section).
 
 :class:`DensityConstrainedController` returns the wrapped controller's action ``a0`` whenever
 ``G(s, a0) <= c`` and otherwise the closest feasible action found by the search of

@@ -1,4 +1,4 @@
-"""Learned Lyapunov density model ``G_phi(s, a)`` from offline transitions (design.md, LDM section).
+"""Learned Lyapunov density model ``G_phi(s, a)`` from offline transitions (docs/design.md, LDM section).
 
 Kang, Gradu, Choi, Janner, Tomlin & Levine, "Lyapunov Density Models: Constraining Distribution Shift in
 Learning-Based Control", ICML 2022 (arXiv 2206.10524). With energies ``E(s, a) = -log p(s, a)`` from any
@@ -469,7 +469,7 @@ class LyapunovDensityModel:
         return o, a, o2, done, steps, batch_size
 
     def _regress(self, o, a, o2, done, e_data, steps: int, bs: int, progress: bool) -> None:
-        """The backup regression of :meth:`fit` (design.md, LDM): target network, min over a pool of next
+        """The backup regression of :meth:`fit` (docs/design.md, LDM): target network, min over a pool of next
         actions, Polyak averaging; appends to ``history``."""
         cfg, n = self.config, o.shape[0]
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

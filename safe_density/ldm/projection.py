@@ -1,7 +1,7 @@
 """Project actions onto ``{a in box : G(s, a) <= c}``: the search behind every LDM controller wrapper.
 
 :class:`ActionProjector` keeps an action ``a0`` where ``G(s, a0) <= c`` and otherwise finds the closest
-feasible action (design.md, "Lyapunov density models", acting rule) by
+feasible action (docs/design.md, "Lyapunov density models", acting rule) by
 
 * ``method="sample"``: candidates around ``a0`` at several noise scales, uniform candidates in the action box
   and points on the segments from ``a0`` to the feasible candidates; the feasible one nearest to ``a0`` wins

@@ -1,4 +1,4 @@
-"""Exact Lyapunov density models on finite MDPs (design.md, "Lyapunov density models").
+"""Exact Lyapunov density models on finite MDPs (docs/design.md, "Lyapunov density models").
 
 Deterministic transitions ``s' = next_state[s, a]``:
 
@@ -98,7 +98,7 @@ def _default_iters(n_pairs: int, gamma: float, tol: float, span: float) -> int:
 
 
 def solve_tabular(energy, next_state, gamma: float = 1.0, tol: float = 1e-10, max_iter: int | None = None):
-    """Exact LDM ``G[S, A]`` for deterministic transitions (module docstring; design.md, LDM equation).
+    """Exact LDM ``G[S, A]`` for deterministic transitions (module docstring; docs/design.md, LDM equation).
 
     Args:
         energy: ``E[S, A]`` (numpy or torch), ``-log p(s, a)``; ``+inf`` marks never-allowed pairs.

@@ -1,4 +1,4 @@
-"""MURAL: uncertainty-aware success-example rewards (Li et al., ICML 2021; ``../shared/design.md``)."""
+"""MURAL: uncertainty-aware success-example rewards (Li et al., ICML 2021; ``docs/design.md``)."""
 
 from .classifier import SuccessClassifier, balanced_weights, classifier_reward, train_classifier
 from .cnml import CNMLConfig, cnml_batched, cnml_naive

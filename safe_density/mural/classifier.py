@@ -1,6 +1,6 @@
 """A small MLP success classifier and its plain (VICE-style) reward.
 
-``../shared/design.md``, "MURAL": success examples ``S+`` get label 1, visited states label 0. The
+``docs/design.md``, "MURAL": success examples ``S+`` get label 1, visited states label 0. The
 classifier outputs one logit ``z(s)`` with ``p(success|s) = sigmoid(z(s))``. The module is a plain
 ``nn.Sequential`` of ``Linear`` layers and one element-wise activation, evaluated functionally
 (``torch.func.functional_call`` on a ``dict`` of parameters), so that ``torch.func.grad``/``vmap``

@@ -1,6 +1,6 @@
 """Exact conditional normalised maximum likelihood (CNML) for the binary success classifier.
 
-``../shared/design.md``, "MURAL", equation
+``docs/design.md``, "MURAL", equation
 
     p_CNML(1|s) = p_θ1(1|s) / ( p_θ1(1|s) + p_θ0(0|s) ),   θ_y = argmin_θ L(D ∪ {(s, y)})
 

@@ -1,6 +1,6 @@
 """Meta-NML: MAML-trained classifier whose one-step adaptation approximates CNML.
 
-``../shared/design.md``, "MURAL" (Li et al., ICML 2021, Sec. 5, Algorithm 2). Each meta-task is a
+``docs/design.md``, "MURAL" (Li et al., ICML 2021, Sec. 5, Algorithm 2). Each meta-task is a
 query point ``s`` with a proposed label ``y``. Both the support (inner) loss and the outer loss are the
 CNML objective on ``D ∪ {(s, y)}`` with the query weighted like ``q`` data points (official code:
 ``query_point_weight=1``, classes balanced as with ``equal_pos_neg_test=True``):
@@ -183,7 +183,7 @@ class MetaNMLCache:
 
     Built by :func:`meta_nml_prepare` (once per :meth:`MuralReward.update`, never per reward call):
     ``theta[l] = (W_l, b_l)`` the meta-trained layers, ``adapted[l] = (W_l - α G^D_l, b_l - α g^D_l)`` the
-    data-adapted layers shared by every query, ``beta = q_in / (C + q_in)`` and ``alpha`` (design.md, "MURAL").
+    data-adapted layers shared by every query, ``beta = q_in / (C + q_in)`` and ``alpha`` (docs/design.md, "MURAL").
     """
 
     theta: tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -215,7 +215,7 @@ def meta_nml_cached(model: SuccessClassifier, cache: MetaNMLCache, states: torch
                     chunk_size: int = 4096) -> torch.Tensor:
     """Closed-form one-step meta-NML rewards ``states[B, D] -> [B]`` from a :class:`MetaNMLCache`.
 
-    No validation and no host synchronisation (the planner's hot path; design.md, "Contracts"): the cost
+    No validation and no host synchronisation (the planner's hot path; docs/design.md, "Contracts"): the cost
     per state is two forward passes and one backward pass of the small MLP, as batched matrix products.
     """
     ws, wd, alpha, beta = cache.theta, cache.adapted, cache.alpha, cache.beta

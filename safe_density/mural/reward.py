@@ -1,6 +1,6 @@
 """``MuralReward``: success-example rewards from a classifier, exact CNML or meta-NML.
 
-``../shared/design.md``, "MURAL" and "Contracts" (``RewardShaper``). The user gives success examples
+``docs/design.md``, "MURAL" and "Contracts" (``RewardShaper``). The user gives success examples
 ``S+`` (label 1); :meth:`MuralReward.update` adds the states the agent visited (label 0) and retrains;
 calling the object gives ``r(s) in [0, 1]``:
 
@@ -24,7 +24,7 @@ Features are standardised with the mean/std of the current training set; when an
 statistics, the first layer of every network is rewritten so that the function it computes on raw
 features is unchanged (training then continues from the same function).
 
-Two call paths (design.md, "Contracts"): :meth:`~MuralReward.reward` and ``mr(states)`` validate their
+Two call paths (docs/design.md, "Contracts"): :meth:`~MuralReward.reward` and ``mr(states)`` validate their
 input (``ValueError`` naming the argument); ``mr(obs, act, next_obs)``, the ``RewardShaper`` form called
 on every imagined step of a planner, does no validation and no host synchronisation and maps a NaN
 reward (NaN states) to 0, the worst reward.
@@ -184,7 +184,7 @@ def _restandardise(model: SuccessClassifier, params: Params, mu0, sd0, mu1, sd1)
 
 
 class MuralReward:
-    """Reward ``r(s) in [0, 1]`` from success examples; a ``RewardShaper`` (design.md, "Contracts").
+    """Reward ``r(s) in [0, 1]`` from success examples; a ``RewardShaper`` (docs/design.md, "Contracts").
 
     Args:
         success_examples: ``[K, O]`` observations of successful outcomes (label 1), finite, ``K >= 1``.

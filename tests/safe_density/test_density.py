@@ -1,4 +1,4 @@
-"""Density models meeting the DensityModel contract (design.md, "Contracts")."""
+"""Density models meeting the DensityModel contract (docs/design.md, "Contracts")."""
 
 from __future__ import annotations
 

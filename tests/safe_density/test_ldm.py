@@ -1,4 +1,4 @@
-"""Lyapunov density models: the exact finite-MDP solver and the learned G (design.md, LDM section)."""
+"""Lyapunov density models: the exact finite-MDP solver and the learned G (docs/design.md, LDM section)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DensityConstrainedController and its gymnasium ActionWrapper (design.md, LDM controller wrapper)."""
+"""DensityConstrainedController and its gymnasium ActionWrapper (docs/design.md, LDM controller wrapper)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for safe_density.rcad (design.md "RCAD adversarial unlearning")."""
+"""Tests for safe_density.rcad (docs/design.md "RCAD adversarial unlearning")."""
 
 from __future__ import annotations
 
