@@ -301,6 +301,7 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from mbrl.wrappers import RewardShaperWrapper
     from safe_density.mural import MuralRewardWrapper
 
     task = make_task(TASKS[task_key])
@@ -308,8 +309,8 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     shaper = make_reward(kind, task, cfg, seed, device)
     if isinstance(shaper, MuralReward):
         env = MuralRewardWrapper(env, shaper, retrain_every=cfg.retrain_every)
-    elif isinstance(shaper, GridCNML):
-        env = _GridRewardWrapper(env, shaper, cfg.retrain_every)
+    elif shaper is not None:   # exact CNML on a grid: the generic wrapper retrains any shaper with update()
+        env = RewardShaperWrapper(env, shaper, retrain_every=cfg.retrain_every)
     rec = {"pos": [], "first": None, "steps": 0, "maps": {}}
     is_maze = task_key != "push"
     grid = MazeGrid(task) if is_maze else None
@@ -344,37 +345,6 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
         out["positions"] = pos[::4].round(3).tolist()
         out["coverage"] = grid.coverage(pos)
     return out
-
-
-class _GridRewardWrapper:
-    """Minimal MuralRewardWrapper analogue for :class:`GridCNML` (built lazily to keep gymnasium optional)."""
-
-    def __new__(cls, env, shaper: GridCNML, retrain_every: int):
-        import gymnasium as gym
-
-        class W(gym.Wrapper):
-            def __init__(self):
-                super().__init__(env)
-                self.pending: list[np.ndarray] = []
-                self.t = 0
-
-            def reset(self, **kw):
-                obs, info = self.env.reset(**kw)
-                if not shaper.fitted:
-                    shaper.update(np.asarray(obs)[None])
-                return obs, info
-
-            def step(self, action):
-                obs, task_r, term, trunc, info = self.env.step(action)
-                r = float(shaper.reward(np.asarray(obs)[None])[0])
-                self.pending.append(np.asarray(obs, dtype=np.float64))
-                self.t += 1
-                if self.t % retrain_every == 0:
-                    shaper.update(np.stack(self.pending))
-                    self.pending.clear()
-                return obs, r, term, trunc, {**info, "task_reward": task_r}
-
-        return W()
 
 
 def _run_job(tk: str, ag: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:

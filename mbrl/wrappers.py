@@ -17,12 +17,14 @@ The wrappers record their constructor arguments (``gymnasium.utils.RecordConstru
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from mbrl.common.validation import check_int
 from mbrl.contracts import shape_reward
 
 __all__ = ["RewardShaperWrapper"]
@@ -38,16 +40,23 @@ class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         feature_fn: ``obs -> [F]`` array the shaper sees (default: the observation itself, flattened). Required
             for ``Dict`` observations (``ValueError`` naming ``feature_fn`` otherwise).
         feature_dim: the size ``F`` the features must have (default: not checked).
+        retrain_every: retrain the shaper (its ``update(states)``, e.g. a MURAL reward) on the states visited,
+            every this many steps (default: never). ``retrain_seconds`` sums the time spent retraining.
 
     ``info["task_reward"]`` holds the env's own reward, ``info["shaped_reward"]`` the shaper's value. Features
     that hold NaN/inf or have the wrong size raise ``ValueError`` naming ``observation``. Subclasses see every
     state's features through :meth:`_observe` (e.g. MURAL retrains on them).
     """
 
-    def __init__(self, env: gym.Env, shaper, feature_fn: Callable | None = None, feature_dim: int | None = None):
+    def __init__(self, env: gym.Env, shaper, feature_fn: Callable | None = None, feature_dim: int | None = None,
+                 retrain_every: int | None = None):
         gym.utils.RecordConstructorArgs.__init__(self, shaper=shaper, feature_fn=feature_fn, feature_dim=feature_dim,
-                                                 _disable_deepcopy=True)
+                                                 retrain_every=retrain_every, _disable_deepcopy=True)
         gym.Wrapper.__init__(self, env)
+        if retrain_every is not None:
+            retrain_every = check_int("retrain_every", retrain_every, low=1)
+            if not callable(getattr(shaper, "update", None)):
+                raise ValueError("shaper must have update(states) to be retrained (retrain_every given)")
         if not callable(shaper) or getattr(shaper, "mode", "add") not in ("add", "replace"):
             raise ValueError("shaper must be a RewardShaper: callable (obs, act, next_obs), mode 'add' or 'replace'")
         if feature_fn is not None and not callable(feature_fn):
@@ -57,7 +66,12 @@ class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"feature_fn must be given: the env's observations are a {kind} (pass e.g. "
                              "feature_fn=lambda obs: obs['observation'], or the entries the reward should see)")
         self.shaper, self.feature_fn, self.feature_dim = shaper, feature_fn, feature_dim
+        self.retrain_every = retrain_every
         self._state: np.ndarray | None = None
+        self._pending: list[np.ndarray] = []
+        self.total_steps = 0
+        self.n_retrains = 0
+        self.retrain_seconds = 0.0
 
     # ------------------------------------------------------------------ features
     def _features(self, obs) -> np.ndarray:
@@ -75,7 +89,30 @@ class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _observe(self, state: np.ndarray, after_step: bool) -> None:
         """Called with the features ``[F]`` of every new state: after ``reset`` (``after_step=False``) and after
-        each step, once its reward is computed (``True``). No-op here."""
+        each step, once its reward is computed (``True``). With ``retrain_every``, steps' states are recorded and
+        the shaper is retrained on them every ``retrain_every`` steps (and once on the first state if it reports
+        ``fitted`` False), so the reward of a step is the one before the retraining it may trigger."""
+        if self.retrain_every is None:
+            return
+        if not after_step:
+            if not getattr(self.shaper, "fitted", True):
+                self._retrain(state[None])
+            return
+        self._pending.append(state)
+        self.total_steps += 1
+        if self.total_steps % self.retrain_every == 0:
+            self._retrain(np.stack(self._pending))
+            self._pending.clear()
+
+    def _retrain(self, states: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self._update(states)
+        self.retrain_seconds += time.perf_counter() - t0
+        self.n_retrains += 1
+
+    def _update(self, states: np.ndarray) -> None:
+        """Retrain the shaper on ``states[n, F]`` (subclasses pass their own options)."""
+        self.shaper.update(states, progress=False)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, **kwargs):

@@ -10,7 +10,6 @@ environment steps (official code: ``epoch_length=1000``, ``meta_nml_train_every_
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -50,34 +49,14 @@ class MuralRewardWrapper(RewardShaperWrapper):
                                                  _disable_deepcopy=True)
         if not isinstance(mural_reward, MuralReward):
             raise ValueError(f"mural_reward must be a MuralReward, got {type(mural_reward).__name__}")
-        self.retrain_every = check_int("retrain_every", retrain_every, low=1)
         if update_steps is not None:
             update_steps = check_int("update_steps", update_steps, low=0, high=10**9)
         shape = getattr(env.observation_space, "shape", None)
         if feature_fn is None and shape is not None and int(np.prod(shape)) != mural_reward.obs_dim:
             raise ValueError(f"env: observations have shape {tuple(shape)} but mural_reward expects "
                              f"{mural_reward.obs_dim} entries (pass feature_fn to map one to the other)")
-        super().__init__(env, mural_reward, feature_fn, mural_reward.obs_dim)
+        super().__init__(env, mural_reward, feature_fn, mural_reward.obs_dim, retrain_every)
         self.mural_reward, self.update_steps = mural_reward, update_steps
-        self._pending: list[np.ndarray] = []
-        self.total_steps = 0
-        self.n_retrains = 0
-        self.retrain_seconds = 0.0
 
-    def _retrain(self, states: np.ndarray) -> None:
-        t0 = time.perf_counter()
+    def _update(self, states: np.ndarray) -> None:
         self.mural_reward.update(states, steps=self.update_steps, progress=False)
-        self.retrain_seconds += time.perf_counter() - t0
-        self.n_retrains += 1
-
-    def _observe(self, state: np.ndarray, after_step: bool) -> None:
-        """Record a visited state; retrain every ``retrain_every`` steps (and once at the first reset)."""
-        if not after_step:
-            if not self.mural_reward.fitted:
-                self._retrain(state[None])
-            return
-        self._pending.append(state)
-        self.total_steps += 1
-        if self.total_steps % self.retrain_every == 0:
-            self._retrain(np.stack(self._pending))
-            self._pending.clear()

@@ -128,3 +128,32 @@ def test_generic_wrapper_rejects_what_is_not_a_shaper():
         RewardShaperWrapper(Point2D(), BadMode())
     with pytest.raises(ValueError, match="shaper"):
         RewardShaperWrapper(Point2D(), object())
+
+
+def test_generic_wrapper_retrains_any_shaper_with_update():
+    """retrain_every works for any shaper with update(states): the reward of a step is the one before the
+    retraining that step triggers, and the first reset trains an unfitted shaper on its state."""
+
+    class Counting(DistanceShaper):
+        mode = "replace"
+
+        def __init__(self):
+            self.seen, self.fitted = [], False
+
+        def update(self, states, progress=False):
+            self.seen.append(np.asarray(states).shape[0])
+            self.fitted = True
+
+        def __call__(self, obs, act, next_obs):
+            return torch.full(next_obs.shape[:-1], float(len(self.seen)), dtype=next_obs.dtype)
+
+    shaper = Counting()
+    env = RewardShaperWrapper(Point2D(), shaper, retrain_every=3)
+    env.reset(seed=0)
+    rewards = [env.step(np.zeros(2, np.float32))[1] for _ in range(7)]
+    assert shaper.seen == [1, 3, 3] and env.n_retrains == 3
+    assert rewards == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="update"):
+        RewardShaperWrapper(Point2D(), DistanceShaper(), retrain_every=3)
+    with pytest.raises(ValueError, match="retrain_every"):
+        RewardShaperWrapper(Point2D(), shaper, retrain_every=0)
