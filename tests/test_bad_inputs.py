@@ -262,12 +262,19 @@ add("ensemble.fit(batch_size=2.5)", lambda c: c.model.fit(c.buffer, epochs=1, ba
     err("batch_size"))
 add("ensemble.fit(holdout=1.5)", lambda c: c.model.fit(c.buffer, epochs=1, holdout=1.5, progress=False), err("holdout"))
 add("ensemble.fit(np.int64 epochs)", lambda c: c.model.fit(c.buffer, epochs=np.int64(1), progress=False), OK)
-add("ensemble.predict(NaN obs)", lambda c: c.model.predict(torch.full((3, 2), NAN), torch.zeros(3, 1)), err("obs"),
-    owner="mbrl/models/ensemble.py: predict returns NaN for NaN observations without a word")
+add("ensemble.predict(NaN obs)",  # the hot path (README "Guarantees"): NaN rows in, NaN rows out, others intact
+    lambda c: _nan_rows_stay_nan(c.model.predict(torch.tensor([[NAN, 0.0], [0.0, 0.0], [1.0, NAN]]),
+                                                 torch.zeros(3, 1)), [True, False, True]), OK)
 add("ensemble.predict(3-D obs)", lambda c: c.model.predict(torch.zeros(3, 3), torch.zeros(3, 1)), err("obs"))
 add("ensemble.predict(obs requiring grad, float64)",
     lambda c: c.model.predict(_grad(3, 2, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)), OK)
 add("ensemble.predict(50k rows)", lambda c: c.model.predict(torch.zeros(50_000, 2), torch.zeros(50_000, 1)), OK)
+
+def _nan_rows_stay_nan(out: torch.Tensor, nan_rows: list[bool]) -> None:
+    """``out[E, N, O]`` (every member's prediction): the NaN input rows are NaN for every member, the rest finite."""
+    bad = torch.isnan(out).any(-1)                      # [E, N]
+    assert (bad == torch.tensor(nan_rows)).all() and bool(torch.isfinite(out[~bad]).all()), out
+
 
 # --- planners
 _PLAN = {"CEM": ("population", "elites", "iterations"), "ICEM": ("population", "elites", "iterations"),

@@ -184,6 +184,27 @@ def _fsync_tree(d: Path) -> None:
             _fsync_path(os.path.join(root, f))
 
 
+def _umask() -> int:
+    """The process's umask: from ``/proc/self/status`` where there is one (Linux), else by setting it and
+    putting it back (POSIX has no read-only call)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _share_modes(tmp: str | os.PathLike, directory: bool) -> None:
+    """Give a temporary file or folder (``mkstemp``/``mkdtemp`` create them private, 0600/0700) the mode a plain
+    ``open``/``mkdir`` would have under the user's umask (0644/0755 with the usual 022), so that colleagues can
+    read a shared results folder. Files inside a temporary folder are made by ``open`` and already follow it."""
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Write a directory atomically: yield an empty temporary folder next to ``path``; when the block
@@ -201,6 +222,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp"))
+    _share_modes(tmp, directory=True)
     _ACTIVE.add(str(tmp))
     try:
         yield tmp
@@ -221,6 +243,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
     _ACTIVE.add(tmp)
     try:
+        _share_modes(tmp, directory=False)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -280,10 +303,12 @@ def _meta_text(meta) -> str:
 def write_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Write ``tensors.safetensors`` and ``meta.json`` into the existing folder ``directory`` (not atomic
     by itself: use it inside :func:`atomic_directory`, or use :func:`save_state`)."""
-    directory = Path(directory)
-    cpu = _cpu_tensors(tensors)
-    meta_text = _meta_text(meta)
+    return _write(Path(directory), _cpu_tensors(tensors), _meta_text(meta))
+
+
+def _write(directory: Path, cpu: dict[str, torch.Tensor], meta_text: str) -> Path:
     save_file(cpu, str(directory / _TENSORS))
+    _share_modes(directory / _TENSORS, directory=False)   # safetensors creates its file private (0600)
     with open(directory / _META, "w") as f:
         f.write(meta_text)
         f.flush()
@@ -301,9 +326,7 @@ def save_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
     cpu = _cpu_tensors(tensors)  # validate before touching the disk
     meta_text = _meta_text(meta)
     with atomic_directory(path) as tmp:
-        save_file(cpu, str(tmp / _TENSORS))
-        with open(tmp / _META, "w") as f:
-            f.write(meta_text)
+        _write(tmp, cpu, meta_text)
     return path
 
 

@@ -61,14 +61,15 @@ class DensityBase:
     def fitted(self) -> bool:
         return self.mean is not None
 
-    def fit(self, x, **kwargs):
-        """Fit to ``x: Tensor[N, D]`` (array-like accepted) and return ``self``."""
+    def fit(self, x, progress: bool = True, **kwargs):
+        """Fit to ``x: Tensor[N, D]`` (array-like accepted) and return ``self``. ``progress``: a tqdm bar for
+        fits that iterate long enough to need one (the flow's gradient steps)."""
         t = validate_fit_data(x, dtype=self.dtype, device=self.device, min_points=self._min_points())
         self.dim = int(t.shape[1])
         self.mean = t.mean(0)
         std = t.std(0, unbiased=False) if t.shape[0] > 1 else torch.ones_like(self.mean)
         self.std = torch.where(std < _MIN_STD, torch.ones_like(std), std)
-        self._fit_standardised((t - self.mean) / self.std, **kwargs)
+        self._fit_standardised((t - self.mean) / self.std, progress=progress, **kwargs)
         return self
 
     def log_prob(self, x, validate: bool = True) -> torch.Tensor:

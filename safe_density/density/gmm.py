@@ -89,7 +89,8 @@ class GaussianMixtureDensity(DensityBase):
             d2 = torch.minimum(d2, (z - z[i]).square().sum(1))
         return z[idx].clone()
 
-    def _fit_standardised(self, z: torch.Tensor, **kwargs) -> None:
+    def _fit_standardised(self, z: torch.Tensor, progress: bool = False, **kwargs) -> None:
+        del progress  # a few seconds at most: no bar
         if kwargs:
             raise TypeError(f"unexpected fit arguments {sorted(kwargs)}")
         n, d = z.shape

@@ -65,7 +65,8 @@ class GaussianKDE(DensityBase):
         self.points: torch.Tensor | None = None
         self.h: float | None = None
 
-    def _fit_standardised(self, z: torch.Tensor, **kwargs) -> None:
+    def _fit_standardised(self, z: torch.Tensor, progress: bool = False, **kwargs) -> None:
+        del progress  # a few seconds at most: no bar
         if kwargs:
             raise TypeError(f"unexpected fit arguments {sorted(kwargs)}")
         if self.max_points is not None and z.shape[0] > self.max_points:

@@ -537,7 +537,10 @@ class LyapunovDensityModel:
                 min(cfg.density_components, n), device=self.device, dtype=self.dtype, seed=self.seed
             )
         if not getattr(self.density, "fitted", False):
-            self.density.fit(x)
+            if isinstance(self.density, DensityBase):
+                self.density.fit(x, progress=progress)   # the flow's fit takes most of a minute: show it
+            else:
+                self.density.fit(x)
         self._density_ready = True
 
         self.obs_mean = o.mean(0)

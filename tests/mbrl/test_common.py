@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -301,3 +302,20 @@ def test_fit_is_fit_ensemble_with_a_fit_config(kw):
         assert torch.equal(after[k], after_twin[k]), k
     assert any(not torch.equal(before[k], after[k]) for k in after)  # training did something
     assert len(hist["train_loss"]) <= kw["epochs"] and len(hist["best_epoch"]) == 3
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_saved_files_honour_the_users_umask(tmp_path, umask, file_mode, dir_mode):
+    """Atomic writes (temporary file or folder, then rename) leave the modes a plain open/mkdir would: a colleague
+    can read a shared results folder under umask 022, and nobody else can under 077."""
+    from mbrl.common.serialization import atomic_write_text, save_state
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "r.json", "{}")
+        save_state(tmp_path / "ckpt", {"x": torch.zeros(2)}, {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "ckpt").stat().st_mode & 0o777 == dir_mode
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "ckpt").iterdir()} == {file_mode}

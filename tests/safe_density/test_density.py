@@ -167,3 +167,13 @@ def test_nsf_one_dimensional():
     lp = m.log_prob(torch.tensor([[0.0], [4.0]]))
     assert float(lp[0]) == pytest.approx(-0.919, abs=0.3)
     assert float(lp[1]) < float(lp[0]) - 3
+
+
+def test_flow_fit_shows_a_progress_bar_by_default(capsys):
+    """The flow's fit is the slow one (most of a minute at the default 2,000 steps): it shows a bar unless asked not
+    to, and the LDM passes its own progress flag down."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    FlowDensity(steps=3, hidden=(8,), transforms=1, seed=0).fit(x)
+    assert "flow fit" in capsys.readouterr().err
+    FlowDensity(steps=3, hidden=(8,), transforms=1, seed=0).fit(x, progress=False)
+    assert "flow fit" not in capsys.readouterr().err
