@@ -219,7 +219,8 @@ def _action_box(args: argparse.Namespace, act):
         elif len(given) in (1, a_dim):
             bounds[opt] = list(given) * (a_dim // len(given))
         else:
-            raise UsageError(opt, f"needs 1 value or {a_dim} (one per action dimension), got {len(given)}")
+            want = "1 value" if a_dim == 1 else f"1 value or {a_dim} (one per action dimension)"
+            raise UsageError(opt, f"needs {want}, got {len(given)}")
     if args.action_low is not None and args.action_high is not None:
         source = "--action-low/--action-high"
     try:
@@ -317,7 +318,7 @@ def cmd_mural(args: argparse.Namespace, rest: list[str]) -> int:
         source = args.visited
     else:
         visited = _background(ex, states, args.background, args.seed)
-        source = f"{args.background} uniform background states (no --visited given)"
+        source = f"{args.background} uniform background states around the examples and the scored states"
         print(f"no --visited given: label-0 data are {source}", file=sys.stderr)
     # default: the library's choice for the device (published sizes on CUDA, CPU presets otherwise)
     cfg = MuralConfig.small() if args.small else None

@@ -383,6 +383,21 @@ add("controller(obs requiring grad)", lambda c: __import__("safe_density").Densi
     lambda s: np.zeros(1), c.ldm, threshold=1.0)(_grad(2)), OK)
 
 
+# --- the smaller items of issue 22: each user mistake gets an answer that names what to fix
+add("ldm.fit(non-leaf tensors requiring grad)", lambda c: c.fresh_ldm().fit(
+    torch.as_tensor(c.obs) * torch.ones(1, requires_grad=True), c.act, c.nxt, steps=2, progress=False), OK)
+add("controller(policy returns a float for a 1-D action)", lambda c: __import__("safe_density")
+    .DensityConstrainedController(lambda s: 0.0, c.ldm, threshold=1e9)(np.zeros(2)),
+    ok(lambda a: a.shape == (1,)))
+add("controller(policy returns a 2-D action for a 1-D task)", lambda c: __import__("safe_density")
+    .DensityConstrainedController(lambda s: np.zeros(2), c.ldm, threshold=1e9)(np.zeros(2)), err("controller"))
+add("controller(per-state policy given a batch)", lambda c: __import__("safe_density")
+    .DensityConstrainedController(lambda s: [float(s[0]) * 0.0], c.ldm, threshold=1e9)(np.zeros((3, 2))),
+    ok(lambda a: a.shape == (3, 1)))
+add("collect_gait_data(episodes_per_setting=2.7)", lambda c: __import__("mbrl.policies.gait", fromlist=["x"])
+    .collect_gait_data(episodes_per_setting=2.7, max_steps=5), err("episodes_per_setting"))
+
+
 def _ldm_crash_mid_save(c):
     """Saving over a checkpoint dies while the density is written: the old checkpoint must still load."""
     from safe_density import LyapunovDensityModel
@@ -655,6 +670,23 @@ def test_cli_user_error(case, ctx, capsys, monkeypatch):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert option in lines[0], lines[0]
     assert not (d / "out").exists()  # nothing half-written
+
+
+def test_cli_messages_say_what_they_mean_once(ctx, capsys, monkeypatch):
+    """Issue 22's wording items: no "1 or 1 values", no "(no --visited given)" twice, and mural-reward --small
+    records the config it used ("small"), not "custom"."""
+    from safe_density.cli import main
+
+    d = _cli_files(ctx.tmp)
+    monkeypatch.delenv("SAFE_DENSITY_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        main(_fit("--action-low", "-1", "-1")(d))
+    line = capsys.readouterr().err.strip()
+    assert "needs 1 value, got 2" in line and "1 or 1" not in line, line
+    assert main(_mural("ex.npy", "ex.npy", "--small", "--background", "16")(d)) == 0
+    err = capsys.readouterr().err
+    assert err.count("no --visited given") == 1, err
+    assert json.loads((d / "out" / "rewards.json").read_text())["config"] == "small"
 
 
 def test_demo_forwards_bad_options_to_its_script(capsys, monkeypatch):

@@ -130,23 +130,39 @@ class DensityConstrainedController:
     def _run_controller(self, obs: np.ndarray, batched: bool) -> np.ndarray:
         if self.controller is None:
             raise RuntimeError("no controller to call: use filter(obs, act) or pass a controller")
-
-        def call(o):
-            out = self._ctl.act(o)
-            if isinstance(out, torch.Tensor):
-                out = out.detach().cpu().numpy()
-            return np.asarray(out, dtype=np.float64)
-
         if not batched:
-            return call(obs)
+            return self._call(obs, obs.shape)
         try_batch = self.controller_batched
         if try_batch is None:  # auto: Controllers (act, e.g. MPCAgent) take one observation; adapted ones a batch
             try_batch = self._ctl is not self.controller
         if try_batch:
-            out = call(obs)
-            if out.shape == (obs.shape[0], self.act_dim) or self.controller_batched:
+            try:
+                out = self._call(obs, obs.shape)
+            except (TypeError, ValueError, IndexError, RuntimeError):
+                if self.controller_batched:   # the user said it takes batches: its error is the answer
+                    raise
+                out = None                    # auto: a per-state controller; call it state by state below
+            if out is not None and (out.shape == (obs.shape[0], self.act_dim) or self.controller_batched):
                 return out
-        return np.stack([call(o) for o in obs])
+        return np.stack([self._call(o, o.shape) for o in obs])
+
+    def _call(self, obs: np.ndarray, shape: tuple) -> np.ndarray:
+        """The controller's action(s) for ``obs`` as float64 ``[A]`` (``[B, A]`` for a batch); a scalar is read as a
+        1-D action. Anything else raises ``ValueError`` naming ``controller``."""
+        out = self._ctl.act(obs)
+        if isinstance(out, torch.Tensor):
+            out = out.detach().cpu().numpy()
+        try:
+            out = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"controller must return numeric actions, got {type(out).__name__}") from None
+        if out.ndim == 0 and self.act_dim == 1:
+            out = out.reshape(1)
+        want = (self.act_dim,) if len(shape) == 1 else (shape[0], self.act_dim)
+        if out.shape != want and not (len(shape) == 2 and self.controller_batched is None):
+            raise ValueError(f"controller returned an action of shape {out.shape} for observations of shape "
+                             f"{shape}; expected {want}")
+        return out
 
     def __call__(self, obs) -> np.ndarray:
         """``obs[O]`` or ``obs[B, O]`` -> filtered action ``[A]`` or ``[B, A]`` (numpy)."""

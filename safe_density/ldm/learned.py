@@ -446,16 +446,16 @@ class LyapunovDensityModel:
         """Validated ``(obs, act, next_obs, done, steps, batch_size)`` for :meth:`fit` (``ValueError`` naming
         the argument)."""
         cfg = self.config
-        o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True)
+        o = as_tensor("obs", obs, dtype=self.dtype, device=self.device, nonempty=True, detach=True)
         steps = cfg.steps if steps is None else check_int("steps", steps, low=0, high=INT_MAX)
         batch_size = cfg.batch_size if batch_size is None else check_int("batch_size", batch_size, low=1, high=INT_MAX)
         if o.ndim != 2 or o.shape[1] != self.obs_dim:
             raise ValueError(f"obs must have shape (N, {self.obs_dim}), got {tuple(o.shape)}")
         n = o.shape[0]
-        a = as_tensor("act", act, dtype=self.dtype, device=self.device)
+        a = as_tensor("act", act, dtype=self.dtype, device=self.device, detach=True)
         if tuple(a.shape) != (n, self.act_dim):
             raise ValueError(f"act must have shape ({n}, {self.act_dim}), got {tuple(a.shape)}")
-        o2 = as_tensor("next_obs", next_obs, dtype=self.dtype, device=self.device)
+        o2 = as_tensor("next_obs", next_obs, dtype=self.dtype, device=self.device, detach=True)
         if tuple(o2.shape) != (n, self.obs_dim):
             raise ValueError(f"next_obs must have shape ({n}, {self.obs_dim}), got {tuple(o2.shape)}")
         if terminated is None:

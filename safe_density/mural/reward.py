@@ -256,8 +256,10 @@ class MuralReward:
             self.preset, config = MuralConfig.for_device(self.device, self.feature_dim)
             logger.info("MuralReward: config=None -> preset %r (device %s, %d features, hidden %s)",
                         self.preset, self.device.type, self.feature_dim, config.hidden)
-        else:
-            self.preset = "custom"
+        else:   # a config equal to a named preset keeps its name (e.g. MuralConfig.small() is "small")
+            named = {"small": MuralConfig.small(), "small-64": MuralConfig.small(hidden=(64, 64)),
+                     "published": MuralConfig.published()}
+            self.preset = next((k for k, v in named.items() if v == config), "custom")
         self.config = config
         self.model = SuccessClassifier(self.feature_dim, self.config.hidden, self.config.activation)
         self.mle_params: Params = init_params(self.model, self.seed, dtype, self.device)

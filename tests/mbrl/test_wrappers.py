@@ -157,3 +157,10 @@ def test_generic_wrapper_retrains_any_shaper_with_update():
         RewardShaperWrapper(Point2D(), DistanceShaper(), retrain_every=3)
     with pytest.raises(ValueError, match="retrain_every"):
         RewardShaperWrapper(Point2D(), shaper, retrain_every=0)
+
+
+def test_the_rl_extra_brings_sb3s_progress_bar():
+    """``pip install safe-density[rl]`` includes what ``model.learn(progress_bar=True)`` needs (tqdm and rich)."""
+    from stable_baselines3.common.callbacks import ProgressBarCallback
+
+    ProgressBarCallback()  # raises ImportError without tqdm and rich
