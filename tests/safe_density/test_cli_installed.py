@@ -74,7 +74,8 @@ def test_bench_runs_from_the_installed_wheel(installed, tmp_path):
 
 @pytest.mark.slow
 def test_demo_and_every_benchmark_start_from_the_installed_wheel(installed, tmp_path):
-    """Each script imports (its siblings included, e.g. demo -> hopper_ldm) and parses its options."""
+    """Each script imports as benchmarks.NAME from the installed copies (benchmarks._common included) and parses its
+    options."""
     exe = installed / "safe-density"
     _run([str(exe), "demo", "--help"], cwd=tmp_path, env=_env())
     for name in ("hopper_ldm", "pets", "planner_speed", "rcad_small_data", "mural_tasks"):
