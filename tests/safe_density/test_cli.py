@@ -147,7 +147,7 @@ def test_mural_reward_from_files(tmp_path, capsys):
     r = np.load(tmp_path / "r" / "rewards.npy", allow_pickle=False)
     assert r.shape == (2,) and r[0] > r[1]
     summary = json.loads((tmp_path / "r" / "rewards.json").read_text())
-    assert summary["n"] == 2 and summary["config"] == "custom"  # --small: the preset the user forced
+    assert summary["n"] == 2 and summary["config"] == "small"  # --small: the preset the user forced, by its name
     assert f"wrote {tmp_path / 'r' / 'rewards.npy'}" in capsys.readouterr().out
 
 
