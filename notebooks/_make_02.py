@@ -36,7 +36,8 @@ cells = [
     nbf.v4.new_code_cell(
         "goal = np.array([2.5, 0.8])\n"
         "controller = lambda s: np.clip(2.0 * (goal - s), -1, 1)            # any existing controller\n"
-        "safe = DensityConstrainedController(controller, ldm, method='sample', seed=0)   # c from calibrate\n"
+        "safe = DensityConstrainedController(controller, ldm, method='sample', seed=0,   # c from calibrate\n"
+        "                                    warn=False)   # infeasible states are counted and printed below\n"
         "greedy = DensityConstrainedController(controller, ldm.constraint(greedy=True), method='sample', seed=0,\n"
         "                                      action_low=[-1, -1], action_high=[1, 1], warn=False)\n\n"
         "def rollout(policy, steps=60):\n"
@@ -54,7 +55,8 @@ cells = [
         "with torch.no_grad():\n"
         "    for name, tr, ac in (('controller', raw, raw_a), ('LDM', wrapped, wrapped_a), ('greedy', gr, gr_a)):\n"
         "        e = ldm.energy(tr, ac).numpy()                              # E = -log p(s, a) on the way\n"
-        "        print(f'{name:10s} max energy along the way {e.max():6.2f} (LDM keeps it <= c = {c:.2f})')"
+        "        print(f'{name:10s} max energy along the way {e.max():7.3f} | steps with E <= c = {c:.3f}: '\n"
+        "              f'{(e <= c).sum():2d}/{len(e)}')"
     ),
     nbf.v4.new_code_cell(
         "g = np.linspace(-1.6, 2.8, 70)\nS = np.stack(np.meshgrid(g, g, indexing='xy'), -1).reshape(-1, 2)\n"
@@ -72,6 +74,9 @@ cells = [
         "ax.set_title('LDM-wrapped controller stays in the data'); plt.show()"
     ),
     nbf.v4.new_markdown_cell(
+        "Where the search finds no action with `G <= c` (the *infeasible states* counted above), the wrapper "
+        "takes the least-violating action, so the energy can exceed `c` there; the counts above say how often "
+        "each trajectory stayed within `c`.\n\n"
         "`method='qp'` projects with a cvxpy QP on the linearised `G` instead of sampling; "
         "`DensityConstrainedActionWrapper(env, ldm, c)` does the same for any gymnasium environment, and "
         "`ldm.constraint()` plugs the LDM into `MPCAgent(constraints=[...])`, where it is checked on the real "

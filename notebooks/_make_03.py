@@ -11,16 +11,20 @@ cells = [
         "(Li et al., ICML 2021; `docs/design.md`, *MURAL*) gives rewards near 1 at the goal, near 0 "
         "where the agent has been, and near 1/2 on novel states (an exploration bonus)."),
     nbf.v4.new_code_cell(
+        "import warnings\n"
         "import matplotlib.pyplot as plt\nimport numpy as np\n"
-        "import torch\nfrom safe_density.mural import MuralConfig, MuralReward\n"
+        "import torch\nfrom tqdm import TqdmWarning\n"
+        "warnings.filterwarnings('ignore', 'IProgress not found', TqdmWarning)  # no ipywidgets: text bars (unused)\n"
+        "from safe_density.mural import MuralConfig, MuralReward\n"
         "torch.set_num_threads(1)\nrng = np.random.default_rng(0)\n"
         "success = np.array([1.0, 1.0]) + 0.1 * rng.standard_normal((10, 2))   # ten success states\n"
         "visited = np.array([-1.0, -1.0]) + 0.5 * rng.standard_normal((200, 2))  # where the agent went"),
     nbf.v4.new_code_cell(
         "mr = MuralReward(success, method='meta_nml', seed=0, config=MuralConfig.small(meta_steps=300))\n"
         "mr.update(visited, progress=False)\n"
-        "print('goal', mr(success).mean().item(), 'visited', mr(visited).mean().item(),\n"
-        "      'novel', mr(np.array([[3.0, -3.0], [-3.0, 3.0]])).tolist())"),
+        "novel = mr(np.array([[3.0, -3.0], [-3.0, 3.0]]))   # two states far from both sets\n"
+        "print(f'mean reward: success states {mr(success).mean():.3f}, visited {mr(visited).mean():.3f}, '\n"
+        "      f'novel {novel[0]:.3f} and {novel[1]:.3f}')"),
     nbf.v4.new_code_cell(
         "g = np.linspace(-3, 3, 60)\ngrid = np.stack(np.meshgrid(g, g, indexing='xy'), -1)\n"
         "r = mr(grid).numpy()                       # batched: [60, 60, 2] -> [60, 60]\n"

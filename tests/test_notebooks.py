@@ -8,7 +8,10 @@ Readers of the repository see each notebook's outputs (text and figures) without
 * it runs without errors in a Jupyter kernel with the inline matplotlib backend (as in Jupyter: no forced
   ``Agg``), and every cell that calls ``plt.show()`` produces a figure;
 * the committed file holds outputs for every code cell that produces some, of the same kinds (text, figure)
-  as a fresh run.
+  as a fresh run;
+* no output (committed or fresh) holds a warning or an absolute path of the machine that ran it: readers see
+  what the code says, not the noise of one environment (fix the cause: ``progress=False``, ``warn=False``
+  where the notebook reports the event itself, relative paths).
 
 After changing a generator, refresh the committed notebooks (regenerate, execute, store outputs) with::
 
@@ -18,6 +21,7 @@ After changing a generator, refresh the committed notebooks (regenerate, execute
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 INLINE = "module://matplotlib_inline.backend_inline"
 REFRESH = "python tests/test_notebooks.py"
+ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/tmp/|/Users/|/root/|\b[A-Za-z]:\\)")
 
 
 def _generator(path: Path) -> Path:
@@ -81,6 +86,34 @@ def _kinds(cell) -> set[str]:
     return kinds - {"other"}
 
 
+def _output_texts(cell):
+    """``(where, text)`` of each output of a code cell: stream name, output type + text MIME type, or 'error'."""
+    for o in cell.get("outputs", []):
+        if o.output_type == "stream":
+            yield o.get("name", "stream"), o.get("text", "")
+        elif o.output_type in ("display_data", "execute_result"):
+            for mime, text in o.get("data", {}).items():
+                if mime.startswith("text/"):
+                    yield f"{o.output_type} {mime}", text if isinstance(text, str) else "".join(text)
+        elif o.output_type == "error":
+            yield "error", "\n".join([o.get("ename", ""), o.get("evalue", ""), *o.get("traceback", [])])
+
+
+def output_problems(nb) -> list[str]:
+    """What a notebook's outputs must not show: warnings (stderr text with 'Warning', or any 'Warning:' line)
+    and absolute paths (``ABSOLUTE_PATH``). One line per problem, naming the code cell."""
+    problems = []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        for where, text in _output_texts(cell):
+            if (where == "stderr" and "Warning" in text) or "Warning:" in text:
+                problems.append(f"code cell {i} ({where}) shows a warning: {text.strip()[:300]!r}")
+            found = ABSOLUTE_PATH.search(text)
+            if found:
+                problems.append(f"code cell {i} ({where}) shows an absolute path {found.group(0)!r}: "
+                                f"{text.strip()[:300]!r}")
+    return problems
+
+
 def _clean(nb):
     """Drop volatile metadata so that refreshed notebooks differ only where their outputs do."""
     for c in nb.cells:
@@ -118,6 +151,15 @@ def test_notebook_runs_shows_plots_and_is_committed_with_outputs(path, tmp_path)
         assert _kinds(old_cell) >= _kinds(fresh_cell), (
             f"{path.name}, code cell {i}: the committed notebook shows {sorted(_kinds(old_cell))} but a fresh "
             f"run shows {sorted(_kinds(fresh_cell))}: run `{REFRESH} {path.name[:2]}` and commit the notebook")
+    problems = output_problems(nb)
+    assert not problems, f"{path.name}, fresh run:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_show_no_warning_and_no_absolute_path(path):
+    problems = output_problems(nbformat.read(path, as_version=4))
+    assert not problems, (f"{path.name}, committed outputs:\n" + "\n".join(problems)
+                          + f"\nfix the cause in {_generator(path).name}, then run `{REFRESH} {path.name[:2]}`")
 
 
 def refresh(selected: list[str]) -> None:
@@ -130,6 +172,9 @@ def refresh(selected: list[str]) -> None:
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         if errors:
             raise SystemExit(f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
+        problems = output_problems(nb)
+        if problems:  # stored outputs say what the code shows, not one machine's warnings or paths
+            raise SystemExit(f"{path.name} not written:\n" + "\n".join(problems))
         nbformat.write(_clean(nb), str(path))
         print(f"wrote {path.relative_to(ROOT)} with outputs")
 
