@@ -149,10 +149,6 @@ class Plugins:
     imagined: tuple = ()
     shapers: tuple = ()
 
-    @property
-    def constraints(self) -> tuple:
-        return tuple(c for c, _ in self.current + self.imagined)
-
 
 def _threshold(i: int, c) -> float:
     t = getattr(c, "threshold", None)
