@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WHEELS ?= /opt/wheels
-export OMP_NUM_THREADS ?= 2
+# No thread count is exported: the library runs its fits at one thread and leaves the rest at torch's default
+# (mbrl/common/threads.py); set OMP_NUM_THREADS to choose one yourself.
 export MPLBACKEND ?= Agg
 
 .PHONY: install test demo lint bench-quick clean

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mbrl.common.config import with_overrides
 from mbrl.common.seeding import check_seed, make_generator
+from mbrl.common.threads import fit_threads
 from mbrl.common.validation import INT_MAX, as_tensor, check_int, check_threshold
 from mbrl.config import PETS
 
@@ -154,6 +155,7 @@ def _epoch(model, opt, x_tr, y_tr, idx, batch_size: int, gen: torch.Generator) -
     return float(total) / n_batches
 
 
+@fit_threads()
 def fit_ensemble(model, data, config: FitConfig | None = None, **overrides) -> dict:
     """Train ``model``'s members together by the PETS loss with Adam (module docstring).
 

@@ -17,6 +17,7 @@ import os
 import torch
 
 from mbrl.common.serialization import load_state, save_state
+from mbrl.common.threads import fit_threads
 from mbrl.common.validation import as_tensor
 
 __all__ = ["DensityBase", "validate_fit_data"]
@@ -61,6 +62,7 @@ class DensityBase:
     def fitted(self) -> bool:
         return self.mean is not None
 
+    @fit_threads()
     def fit(self, x, progress: bool = True, **kwargs):
         """Fit to ``x: Tensor[N, D]`` (array-like accepted) and return ``self``. ``progress``: a tqdm bar for
         fits that iterate long enough to need one (the flow's gradient steps)."""

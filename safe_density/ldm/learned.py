@@ -46,6 +46,7 @@ from mbrl.common.action_box import ActionBox
 from mbrl.common.config import with_overrides
 from mbrl.common.seeding import make_generator
 from mbrl.common.serialization import atomic_directory, load_state, resolve_checkpoint, write_state
+from mbrl.common.threads import fit_threads
 from mbrl.common.validation import INT_MAX, as_flags, as_tensor, check_int, check_threshold
 from safe_density.contracts import DensityModel
 from safe_density.density.base import DensityBase
@@ -502,6 +503,7 @@ class LyapunovDensityModel:
             self.history["loss"].append(float(loss.detach()))
             self.history["target_mean"].append(float(y.mean()))
 
+    @fit_threads()
     def fit(
         self,
         obs,

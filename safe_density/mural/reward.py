@@ -41,6 +41,7 @@ import torch
 
 from mbrl.common.seeding import check_seed
 from mbrl.common.serialization import load_state, save_state
+from mbrl.common.threads import fit_threads
 from mbrl.common.validation import as_tensor, check_int, check_threshold
 
 from .classifier import (
@@ -336,6 +337,7 @@ class MuralReward:
         return self._cache
 
     # ------------------------------------------------------------------ training
+    @fit_threads()
     def update(self, visited_states, steps: int | None = None, progress: bool = True) -> MuralReward:
         """Add ``visited_states[M, O]`` (label 0; ``[O]`` for one state) to the bounded history and train.
 

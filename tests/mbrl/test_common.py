@@ -319,3 +319,34 @@ def test_saved_files_honour_the_users_umask(tmp_path, umask, file_mode, dir_mode
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == file_mode
     assert (tmp_path / "ckpt").stat().st_mode & 0o777 == dir_mode
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / "ckpt").iterdir()} == {file_mode}
+
+
+def test_fits_run_at_one_thread_unless_the_user_chose_a_count(monkeypatch):
+    """mbrl.common.threads: the library's fits run at one thread (faster for small networks, and far faster with
+    another busy process), restore the count afterwards, and leave a count the user chose alone."""
+    import mbrl.models.training as training
+    from mbrl.common import threads
+    from mbrl.models import ProbabilisticEnsemble
+
+    for k in threads._ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(threads, "_TORCH_DEFAULT", 4)      # as if torch had picked 4 threads by itself
+    seen = []
+    real_epoch = training._epoch
+    monkeypatch.setattr(training, "_epoch", lambda *a: seen.append(torch.get_num_threads()) or real_epoch(*a))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        g = torch.Generator().manual_seed(0)
+        data = (torch.randn(40, 2, generator=g), torch.randn(40, 1, generator=g), torch.randn(40, 2, generator=g))
+        ProbabilisticEnsemble(2, 1, ensemble_size=2, hidden=(8,), seed=0).fit(data, epochs=1, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")           # the user's environment wins
+        with threads.fit_threads():
+            assert torch.get_num_threads() == 4
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        torch.set_num_threads(2)                              # so does the user's torch.set_num_threads
+        with threads.fit_threads():
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
