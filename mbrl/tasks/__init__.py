@@ -2,8 +2,8 @@
 
 ``make_task(name, **options)`` builds a :class:`Task` for one of :data:`TASKS`; ``options`` are the env's
 ``gymnasium.make`` kwargs (reward weights, ``frame_skip``, ...), shared by the env and the functions so
-that they stay exact. Goal-reaching tasks for MURAL live in :mod:`mbrl.tasks.maze` and
-:mod:`mbrl.tasks.metaworld_push` (optional dependencies).
+that they stay exact. Goal-reaching tasks for MURAL (:data:`GOAL_TASKS`) live in :mod:`mbrl.tasks.maze` and
+:mod:`mbrl.tasks.metaworld_push` (optional dependencies) and :mod:`mbrl.tasks.pusher` (``"Pusher-goal-v5"``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mbrl.tasks.base import Task, make_gym_task
 from mbrl.tasks.half_cheetah import make_half_cheetah_task
 from mbrl.tasks.hopper import make_hopper_task
 from mbrl.tasks.inverted_pendulum import make_inverted_pendulum_task
-from mbrl.tasks.pusher import make_pusher_task
+from mbrl.tasks.pusher import make_pusher_goal_task, make_pusher_task
 from mbrl.tasks.reacher import make_reacher_task
 
 __all__ = ["GOAL_TASKS", "TASKS", "Task", "make_gym_task", "make_task"]
@@ -47,7 +47,8 @@ TASKS: tuple[str, ...] = tuple(_MAKERS)  # the MuJoCo control tasks (gymnasium[m
 
 _MAKERS.update({"PointMaze_UMaze-v3": _maze("PointMaze_UMaze-v3"),
                 "PointMaze_Medium-v3": _maze("PointMaze_Medium-v3"),
-                "MetaWorld-push-v3": _push})
+                "MetaWorld-push-v3": _push,
+                "Pusher-goal-v5": make_pusher_goal_task})
 GOAL_TASKS: tuple[str, ...] = tuple(k for k in _MAKERS if k not in TASKS)  # sparse goal tasks for MURAL
 
 

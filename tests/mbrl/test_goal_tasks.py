@@ -1,4 +1,4 @@
-"""Goal-reaching tasks (PointMaze, Meta-World push-v3): torch reward/success vs the envs themselves."""
+"""Goal-reaching tasks (PointMaze, Meta-World push-v3, Pusher-goal-v5): torch reward/success vs the envs themselves."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mbrl.tasks import GOAL_TASKS, make_task
 from mbrl.tasks.maze import MAZES, make_maze_task, maze_distance
 from mbrl.tasks.metaworld_push import make_push_task, push_distance
+from mbrl.tasks.pusher import make_pusher_goal_task
 
 _MAZE = make_maze_task("PointMaze_UMaze-v3")
 _PUSH = make_push_task()
+_PUSHER = make_task("Pusher-goal-v5")
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,11 @@ def umaze():
 @pytest.fixture(scope="module")
 def push():
     return _PUSH
+
+
+@pytest.fixture(scope="module")
+def pusher():
+    return _PUSHER
 
 
 def _rollout(env, policy, steps, reset_kw):
@@ -127,7 +135,7 @@ def test_push_fixed_reset(push):
     assert push_distance(torch.as_tensor(o0)) > 0.1  # not solved at reset
 
 
-@pytest.mark.parametrize("which", ["umaze", "push"])
+@pytest.mark.parametrize("which", ["umaze", "push", "pusher"])
 def test_success_examples_are_successes(which, request):
     task = request.getfixturevalue(which)
     ex = task.success_examples(64, seed=3)
@@ -141,7 +149,7 @@ def test_success_examples_are_successes(which, request):
         task.success_examples(0)
 
 
-@pytest.mark.parametrize("which", ["umaze", "push"])
+@pytest.mark.parametrize("which", ["umaze", "push", "pusher"])
 def test_bad_input_names_argument(which, request):
     task = request.getfixturevalue(which)
     bad, good = torch.zeros(3, task.obs_dim + 1), torch.zeros(3, task.obs_dim)
@@ -156,7 +164,7 @@ def test_bad_input_names_argument(which, request):
 @settings(max_examples=25, deadline=None)
 @given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3), seed=st.integers(0, 2**16))
 def test_batch_invariance(shape, seed):
-    for task, scale in ((_MAZE, 1.0), (_PUSH, 0.1)):
+    for task, scale in ((_MAZE, 1.0), (_PUSH, 0.1), (_PUSHER, 0.05)):
         gen = torch.Generator().manual_seed(seed)
         n = int(np.prod(shape)) if shape else 1
         base = task.success_examples(n, seed=seed).double()
@@ -205,3 +213,146 @@ def test_maze_action_repeat_matches_inner_steps():
     assert n == 3
     with pytest.raises(ValueError, match="action_repeat"):
         make_maze_task("PointMaze_UMaze-v3", action_repeat=0)
+
+
+# ------------------------------------------------------------------ agreement with the simulators' own data
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_push_features_and_success_match_mujoco(push):
+    """Meta-World push-v3: ``goal_features`` are the hand body and the puck body as MuJoCo has them,
+    and the success test is the puck body within 0.05 of the env's target, on a scripted push that succeeds."""
+    from metaworld.policies import SawyerPushV3Policy
+
+    env = push.make_env()
+    u, scripted = env.unwrapped, SawyerPushV3Policy()
+    obs, _ = env.reset(seed=0)
+    seen = set()
+    for _ in range(110):
+        obs, _, _, _, info = env.step(np.clip(scripted.get_action(obs), -1, 1))
+        hand, puck, goal = u.data.body("hand").xpos, u.get_body_com("obj"), u._target_pos
+        feats = push.goal_features(torch.as_tensor(obs)).numpy()
+        np.testing.assert_allclose(feats, np.concatenate([hand, puck]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(obs[36:39], goal, rtol=0, atol=1e-12)
+        truth = bool(np.linalg.norm(puck - goal) <= 0.05)
+        assert bool(push.success_fn(torch.as_tensor(obs))) == truth == bool(info["success"])
+        seen.add(truth)
+    env.close()
+    assert seen == {False, True}
+
+
+def _pusher_truth(u) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(object within 0.05 of the goal in xy, object xy, tips_arm xy), read from the MuJoCo data."""
+    obj, goal = u.get_body_com("object"), u.get_body_com("goal")
+    return bool(np.hypot(*(obj[:2] - goal[:2])) <= 0.05), obj[:2].copy(), u.get_body_com("tips_arm")[:2].copy()
+
+
+def _pusher_episode(env, rng, steps: int, slide=None) -> list[tuple]:
+    """Random torques for ``steps`` steps; ``slide=((dy, dx), vy)`` first puts the object at that offset from the
+    goal (its slide joints) moving at ``vy`` m/s, so that it slides through the goal disc."""
+    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+    u = env.unwrapped
+    if slide is not None:
+        qpos, qvel = u.data.qpos.copy(), np.zeros(u.model.nv)
+        qpos[7:9], qvel[7] = slide
+        u.set_state(qpos, qvel)
+        obs = u._get_obs()
+    rows = []
+    for _ in range(steps):
+        act = rng.uniform(-2, 2, 7).astype(np.float32)
+        nxt, rew, term, _, info = env.step(act)
+        rows.append((obs, act, nxt, rew, term, info["success"], *_pusher_truth(u)))
+        obs = nxt
+    return rows
+
+
+def test_pusher_success_and_features_match_mujoco(pusher):
+    env = pusher.make_env()
+    rng = np.random.default_rng(0)
+    rows = _pusher_episode(env, rng, 100) + _pusher_episode(env, rng, 15, slide=((-0.17, 0.02), 2.5))
+    env.close()
+    obs, act, nxt, obj_xy, tip_xy = (torch.as_tensor(np.stack([r[i] for r in rows])) for i in (0, 1, 2, 7, 8))
+    rew, term, info_success, truth = (torch.as_tensor([r[i] for r in rows]) for i in (3, 4, 5, 6))
+    assert 0 < truth.sum() < len(truth)  # both outcomes
+    assert torch.equal(pusher.success_fn(nxt), truth) and torch.equal(info_success, truth)
+    assert torch.equal(pusher.reward_fn(obs, act, nxt), truth.double()) and torch.equal(rew, truth.double())
+    assert not pusher.termination_fn(obs, act, nxt).any() and not term.any()
+    assert torch.equal(pusher.goal_features(nxt), obj_xy)
+    torch.testing.assert_close(pusher.distance_fn(nxt), torch.linalg.vector_norm(obj_xy - nxt[:, 20:22], dim=-1))
+    both = make_pusher_goal_task(features="object+tip")
+    assert torch.equal(both.goal_features(nxt), torch.cat([obj_xy, tip_xy], -1))
+
+
+def test_pusher_success_boundary_matches_mujoco(pusher):
+    """The object put at xy distances around 0.05 from the goal (its slide joints), in three directions."""
+    env = pusher.make_env()
+    env.reset(seed=0)
+    u = env.unwrapped
+    for r in (0.0, 0.03, 0.0499, 0.0501, 0.08):
+        for ang in (0.0, 2.0, 4.0):
+            qpos = u.data.qpos.copy()
+            qpos[7:9] = r * np.sin(ang), r * np.cos(ang)  # obj_slidey, obj_slidex
+            u.set_state(qpos, np.zeros(u.model.nv))
+            got = bool(pusher.success_fn(torch.as_tensor(u._get_obs())))
+            assert got == _pusher_truth(u)[0] == (r <= 0.05), (r, ang)
+    env.close()
+
+
+def test_pusher_reset_facts(pusher):
+    """Fixed goal, object start range and height as recorded in ``info``; the arm starts at zero joint angles."""
+    info = pusher.info
+    assert "Pusher-goal-v5" in GOAL_TASKS and pusher.max_episode_steps == 100
+    lo, hi = np.asarray(info["object_start_low"]), np.asarray(info["object_start_high"])
+    env = pusher.make_env()
+    assert env.spec.max_episode_steps == 100
+    starts = np.stack([env.reset(seed=s)[0] for s in range(300)])
+    env.close()
+    np.testing.assert_allclose(starts[:, 20:23], np.tile(info["goal"], (300, 1)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(info["goal"], [0.45, -0.05, -0.323])
+    np.testing.assert_allclose(starts[:, 19], info["object_height"])
+    assert info["object_height"] - info["goal"][2] == pytest.approx(0.048)  # why success is measured in xy
+    np.testing.assert_array_equal(starts[:, :7], 0.0)
+    obj = starts[:, 17:19]
+    assert (obj >= lo).all() and (obj <= hi).all()
+    assert (obj.min(0) < lo + 0.03).all() and (obj.max(0) > hi - 0.03).all()  # the range is the whole box
+    assert (np.hypot(*(obj - starts[:, 20:22]).T) > info["object_start_min_distance"]).all()
+    assert not pusher.success_fn(torch.as_tensor(starts)).any()
+
+
+def test_pusher_success_examples_are_physical(pusher):
+    """Each example, set into the real env (joint angles, object slides), gives back its own observation, keeps
+    the joints inside their limits, touches nothing but the table (object on it), holds the object between
+    the fork's prongs, and stays a success after a zero-torque step."""
+    ex = pusher.success_examples(24, seed=0).double().numpy()
+    env = pusher.make_env()
+    env.reset(seed=0)
+    u = env.unwrapped
+    m, d = u.model, u.data
+    goal = np.asarray(pusher.info["goal"])
+    for row in ex:
+        assert ((row[:7] >= m.jnt_range[:7, 0]) & (row[:7] <= m.jnt_range[:7, 1])).all()
+        qpos = np.zeros(m.nq)
+        qpos[:7], qpos[7], qpos[8] = row[:7], row[18] - goal[1], row[17] - goal[0]
+        u.set_state(qpos, np.zeros(m.nv))
+        np.testing.assert_allclose(u._get_obs(), row, rtol=0, atol=1e-6)
+        assert all(d.contact[i].geom1 == 0 for i in range(d.ncon))  # only table-object contacts
+        rot = d.body("tips_arm").xmat.reshape(3, 3)
+        in_fork = rot.T @ (d.body("object").xpos - d.body("tips_arm").xpos)
+        np.testing.assert_allclose(in_fork, [pusher.info["contact_gap"], 0.0, 0.0], atol=1e-5)
+        nxt, rew, *_ = env.step(np.zeros(7, np.float32))
+        assert rew == 1.0 and np.abs(nxt - row).max() < 1e-3
+    env.close()
+    assert (ex[:, 7:14] == 0).all()
+    assert np.hypot(*(ex[:, 17:19] - goal[:2]).T).max() <= 0.02
+
+
+def test_pusher_bad_options_name_the_argument(pusher):
+    with pytest.raises(ValueError, match="features"):
+        make_pusher_goal_task(features="tip")
+    with pytest.raises(ValueError, match="radius"):
+        pusher.success_examples(4, radius=0.05)
+    with pytest.raises(ValueError, match="obs"):
+        pusher.goal_features(torch.zeros(2, 22))
+    with pytest.raises(ValueError, match="obs"):
+        pusher.distance_fn(torch.zeros(22))
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        make_pusher_goal_task(max_episode_steps=0)
+    assert make_pusher_goal_task(features="object+tip").goal_features(torch.zeros(3, 23)).shape == (3, 4)
