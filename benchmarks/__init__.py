@@ -17,7 +17,8 @@ Scripts:
     pets                    PETS learning curves on the MuJoCo tasks
     planner_speed           seconds per MPC action against the matrix-product floor and mbrl-lib
     memory                  resident memory over a long run through a bounded replay buffer
-    mural_tasks             MURAL vs exact CNML vs a classifier vs sparse rewards on mazes and Meta-World push
+    mural_tasks             MURAL vs exact CNML vs a classifier vs sparse rewards on mazes, Meta-World push
+                            and Pusher (Pusher-goal-v5)
     mural_reward_shape      reward heat-maps on a 2-D maze
     mural_throughput        meta-NML reward throughput, naive vs batched
     rcad_small_data         RCAD vs ERM, label smoothing and FGSM at small data

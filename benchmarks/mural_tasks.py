@@ -4,15 +4,17 @@ docs/design.md, "MURAL" and "Published recipes". Claim checked (Li et al., ICML 
 near 1/2 on states nobody has tried, so an agent keeps looking where a plain classifier leads it greedily
 into a wall, and reaches goals that sparse rewards and plain classifiers miss.
 
-Tasks: PointMaze U-maze and Medium (gymnasium-robotics; analogues of the authors' zigzag and spiral mazes,
-fixed start and goal, ``mbrl/tasks/maze.py``) and Meta-World push-v3 (``mbrl/tasks/metaworld_push.py``).
-Rewards (``--rewards``):
+Tasks (``--tasks``): PointMaze U-maze and Medium (``umaze``, ``medium``; gymnasium-robotics; analogues of the
+authors' zigzag and spiral mazes, fixed start and goal, ``mbrl/tasks/maze.py``), Meta-World push-v3 (``push``,
+``mbrl/tasks/metaworld_push.py``) and Pusher-v5's sparse goal variant (``pusher``, ``Pusher-goal-v5`` in
+``mbrl/tasks/pusher.py``: the object within 5 cm of the fixed goal in xy, 100-step episodes, features the
+object's xy). Rewards (``--rewards``):
 
 * ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward;
 * ``cnml``: exact CNML (two classifiers retrained per query), tabulated once per update on a grid over the
-  2-D maze features and interpolated bilinearly (the planner queries ~10^5 states per episode; exact CNML
-  per query is not affordable on CPU; on the grid points it is exact, on at most ``cnml_max_data``
-  training points subsampled with their class weights). Mazes only;
+  2-D features (the mazes' ball, Pusher's object) and interpolated bilinearly (the planner queries ~10^5 states
+  per episode; exact CNML per query is not affordable on CPU; on the grid points it is exact, on at most
+  ``cnml_max_data`` training points subsampled with their class weights). Not for push (6-D features);
 * ``classifier``: ``MuralReward(method="classifier")``, the maximum-likelihood classifier (VICE-like);
 * ``sparse``: the task's own success reward (1 inside the goal region, 0 elsewhere).
 
@@ -27,12 +29,24 @@ Reported per (task, agent, reward): success rate over seeds (the goal region rea
 the budget, during the agent's own episodes: a success of the random warm-up, identical for every reward, is
 recorded as ``warmup_success`` and not counted), environment steps to the first success (per seed, and the
 median over seeds counting a miss as the budget), the fraction of the maze's free cells visited, and the
-time. A run stops at its first success. Figures: visited-state heat maps over the maze per reward (all
-seeds), and the reward map of seed 0 at a few moments. JSON + PNG go to ``results/mural_tasks/`` (or ``--out``).
+time. A run stops at its first success. Figures, next to the JSON (``figures`` in it lists them):
+``mural_tasks.png``, per (task, agent, reward) the visited positions of the ball / puck / object over the
+plane it moves in (all seeds; walls for mazes, the start region and goal disc for the manipulation tasks) and
+the reward over that plane for seed 0 at a few moments (the other state entries as in a success example: for
+push the hand moved with the puck; for pusher with ``object`` features the reward depends on the object's xy
+alone); ``mural_tasks_success_<task>.png``, the fraction of seeds that have reached success by each
+environment step, one line per reward, one panel per agent. JSON + PNG go to ``results/mural_tasks/`` (or
+``--out``).
+
+Runs are independent: ``--backend ray`` (or ``--jobs N`` with N > 1) runs them as Ray tasks through
+:func:`mbrl.sweep.run_grid` (``--jobs`` at once on a local Ray, or on the cluster at ``--address``);
+the default is a serial loop, which also appends each finished run to ``partial.jsonl``.
 
     python -m benchmarks.mural_tasks --quick                       # maze table, CPU, both mazes, 3 seeds
+    python -m benchmarks.mural_tasks --quick --tasks pusher --jobs 2       # Pusher, 2 runs at once on Ray
     python -m benchmarks.mural_tasks --quick --agents sac --tasks umaze
-    python -m benchmarks.mural_tasks --preset paper --device cuda --seeds 0 1 2 3 4 --tasks umaze medium push
+    python -m benchmarks.mural_tasks --preset tiny --tasks pusher --seeds 0   # smoke test (seconds)
+    python -m benchmarks.mural_tasks --preset paper --device cuda --seeds 0 1 2 3 4 --tasks umaze medium push pusher
 """
 
 from __future__ import annotations
@@ -47,7 +61,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, save_figure, write_json
+from benchmarks._common import HelpFormatter, machine, out_dir, pyplot, ray_runtime_env, save_figure, write_json
+from mbrl.common.argtypes import int_at_least
+from mbrl.sweep import run_grid
 from mbrl.tasks import make_task
 from mbrl.tasks.goal import GoalTask
 from mbrl.train import EpisodeEnd, PETSConfig, run_pets
@@ -55,7 +71,10 @@ from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batche
 
 REWARDS = ("mural", "cnml", "classifier", "sparse")
 AGENTS = ("mpc", "sac")
-TASKS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "push": "MetaWorld-push-v3"}
+TASKS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "push": "MetaWorld-push-v3",
+         "pusher": "Pusher-goal-v5"}
+MAZES = ("umaze", "medium")
+CNML_TASKS = ("umaze", "medium", "pusher")  # 2-D features: exact CNML tabulated on a grid
 PAPER_CLAIM = ("MURAL (meta-NML reward, SAC) reaches the goal on its mazes and on Sawyer push, where "
                "VICE-style classifier rewards and sparse rewards fail or are much slower "
                "(Li et al. 2021, Sec. 6, learning-curve figures; no tabulated numbers retrieved).")
@@ -84,6 +103,19 @@ class BenchConfig:
 
 _QUICK_PETS = PETSConfig(hidden=(64, 64), ensemble_size=5, epochs_per_episode=10, population=100, elites=10,
                          iterations=3, horizon=15, particles=4, episodes=10)
+# Pusher on one CPU core: the PETS paper's Pusher horizon (25) with a CPU-sized planner and model (its CEM is
+# 500 / 50 x 5 with 20 particles and 3 x 200; docs/design.md's table): CEM 100 / 10 x 3, 4 particles, 3 x 128,
+# about 0.26 s per step with the MURAL reward on one core of the busy 2-core machine; a random warm-up and 15 MPC
+# episodes of 100 steps (1,600 environment steps) keep one run under ~10 minutes.
+_PUSHER_PETS = PETSConfig(hidden=(128, 128, 128), ensemble_size=5, epochs_per_episode=10, population=100,
+                          elites=10, iterations=3, horizon=25, particles=4, episodes=15, max_episode_steps=100)
+# A smoke test: every code path at the smallest sizes (seconds per run), not a measurement.
+_TINY_PETS = PETSConfig(hidden=(16, 16), ensemble_size=2, epochs_per_episode=1, batch_size=16, population=8,
+                        elites=2, iterations=1, horizon=3, particles=2, episodes=1, max_episode_steps=10)
+_TINY = dict(pets=_TINY_PETS, n_examples=16, cnml_grid=4, cnml_max_data=32, cnml=CNMLConfig(steps=5, lr=1e-2),
+             mural=MuralConfig.small(classifier_steps=10, classifier_steps_incremental=2, meta_steps=4,
+                                     meta_steps_incremental=1, cnml=CNMLConfig(steps=5, lr=1e-2)),
+             sac_steps=40, sac_episode_steps=10, retrain_every=20, snapshots=(0, 1))
 PRESETS: dict[str, dict[str, BenchConfig]] = {
     "quick": {
         "umaze": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=10, snapshots=(0, 2, 5, 10)),
@@ -91,6 +123,7 @@ PRESETS: dict[str, dict[str, BenchConfig]] = {
                               snapshots=(0, 2, 5, 10)),
         "push": BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=4, max_episode_steps=150),
                             sac_steps=5000, sac_episode_steps=150),
+        "pusher": BenchConfig(pets=_PUSHER_PETS, sac_steps=10_000, sac_episode_steps=100, snapshots=(0, 3, 8, 15)),
     },
     "paper": {  # GPU: the PETS code's sizes, MURAL's published classifier sizes
         "umaze": BenchConfig(pets=PETSConfig(episodes=30, max_episode_steps=300), mural=MuralConfig.published(),
@@ -100,7 +133,11 @@ PRESETS: dict[str, dict[str, BenchConfig]] = {
         "push": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=30, max_episode_steps=500),
                             mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=500,
                             snapshots=(1, 10, 30)),
+        "pusher": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=150, max_episode_steps=100),
+                              mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=100,
+                              snapshots=(1, 10, 50, 150)),
     },
+    "tiny": {k: BenchConfig(**_TINY) for k in TASKS},
 }
 
 
@@ -137,10 +174,71 @@ class MazeGrid:
         return gx, gy
 
 
-def _maze_obs(task: GoalTask, xy: np.ndarray) -> torch.Tensor:
-    """Observations ``[M, 6]`` at positions ``xy[M, 2]`` with zero velocity and the task's goal."""
-    goal = np.tile(np.asarray(task.info["goal"]), (len(xy), 1))
-    return torch.as_tensor(np.concatenate([xy, np.zeros_like(xy), goal], 1), dtype=torch.float32)
+# ---------------------------------------------------------------------------------------------- the object's plane
+@dataclass(frozen=True)
+class ObjectPlane:
+    """The (x, y) plane in which a task's goal object moves (the maze's ball, push's puck, Pusher's object): where
+    visited positions are drawn and the reward is mapped.
+
+    Fields: ``lo``, ``hi`` the drawn extent ``(x, y)``; ``xy`` the observation indices of the object's (x, y);
+    ``template`` a state ``[O]`` (a success example: the ball at rest, the arm/hand beside the object) from which
+    :meth:`states` builds the map's states; ``move`` index pairs shifted with the object (the tip or hand, which
+    stays beside it); ``walls`` the maze map (``None`` elsewhere); ``goal`` and ``radius`` the goal disc;
+    ``start_lo``/``start_hi`` the object's start region (a point when equal)."""
+
+    lo: tuple[float, float]
+    hi: tuple[float, float]
+    xy: tuple[int, int]
+    template: np.ndarray
+    goal: tuple[float, float]
+    radius: float
+    move: tuple[tuple[int, int], ...] = ()
+    walls: np.ndarray | None = None
+    start_lo: tuple[float, float] | None = None
+    start_hi: tuple[float, float] | None = None
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        return (self.lo[0], self.hi[0], self.lo[1], self.hi[1])
+
+    def object_xy(self, obs: np.ndarray) -> np.ndarray:
+        """``obs[N, O] -> [N, 2]`` the object's (x, y)."""
+        return np.asarray(obs)[:, list(self.xy)]
+
+    def states(self, xy: np.ndarray) -> torch.Tensor:
+        """``[M, O]`` float32 states: the template with the object at ``xy[M, 2]`` (and ``move`` shifted alike)."""
+        out = np.tile(self.template, (len(xy), 1))
+        shift = xy - self.template[list(self.xy)]
+        for pair in (self.xy, *self.move):
+            out[:, list(pair)] += shift
+        return torch.as_tensor(out, dtype=torch.float32)
+
+
+def _box(points: list, margin: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(lo, hi)`` of the 2-D ``points`` widened by ``margin``."""
+    p = np.asarray(points, dtype=np.float64)
+    return tuple((p.min(0) - margin).tolist()), tuple((p.max(0) + margin).tolist())
+
+
+def make_plane(task_key: str, task: GoalTask) -> ObjectPlane:
+    """The :class:`ObjectPlane` of ``task_key``'s task: the whole maze; around push's puck start and goal; around
+    Pusher's object start box and goal."""
+    info = task.info
+    if task_key in MAZES:
+        g = MazeGrid(task)
+        goal = tuple(info["goal"])
+        return ObjectPlane(lo=(g.x_lo, g.y_lo), hi=(g.x_hi, g.y_hi), xy=(0, 1), goal=goal,
+                           radius=info["goal_radius"], template=np.array([*goal, 0.0, 0.0, *goal]), walls=g.map)
+    template = task.success_examples(1, seed=0)[0].double().numpy()
+    if task_key == "push":  # hand and puck, this frame and the previous one
+        start = tuple(info["puck_start"][:2])
+        lo, hi = _box([start, info["goal"][:2]], 0.12)
+        return ObjectPlane(lo=lo, hi=hi, xy=(4, 5), move=((0, 1), (18, 19), (22, 23)), template=template,
+                           goal=tuple(info["goal"][:2]), radius=info["goal_radius"], start_lo=start, start_hi=start)
+    lo, hi = _box([info["object_start_low"], info["object_start_high"], info["goal"][:2]], 0.08)
+    return ObjectPlane(lo=lo, hi=hi, xy=(17, 18), move=((14, 15),), template=template, goal=tuple(info["goal"][:2]),
+                       radius=info["goal_radius"], start_lo=tuple(info["object_start_low"]),
+                       start_hi=tuple(info["object_start_high"]))
 
 
 # ---------------------------------------------------------------------------------------------- CNML on a grid
@@ -203,8 +301,9 @@ class GridCNML:
         return self(torch.as_tensor(states, dtype=torch.float32))
 
 
-def make_reward(kind: str, task: GoalTask, cfg: BenchConfig, seed: int, device: str):
-    """The reward object of ``kind`` (``None`` for the sparse task reward)."""
+def make_reward(kind: str, task: GoalTask, cfg: BenchConfig, seed: int, device: str,
+                plane: ObjectPlane | None = None):
+    """The reward object of ``kind`` (``None`` for the sparse task reward); ``cnml`` tabulates over ``plane``."""
     if kind == "sparse":
         return None
     ex = task.success_examples(cfg.n_examples, seed=seed)
@@ -214,31 +313,33 @@ def make_reward(kind: str, task: GoalTask, cfg: BenchConfig, seed: int, device: 
         mcfg = dataclasses.replace(mcfg or MuralConfig.small(), cnml=cfg.cnml)
     mr = MuralReward(ex, method=method, seed=seed, device=device, config=mcfg, feature_fn=task.goal_features)
     if kind == "cnml":
-        grid = MazeGrid(task)
-        return GridCNML(mr, (grid.x_lo, grid.y_lo), (grid.x_hi, grid.y_hi), cfg.cnml_grid, cfg.cnml_max_data, seed)
+        if plane is None:
+            raise ValueError("plane is needed for the cnml reward (its grid covers the plane)")
+        return GridCNML(mr, plane.lo, plane.hi, cfg.cnml_grid, cfg.cnml_max_data, seed)
     return mr
 
 
-def reward_map(task: GoalTask, shaper, n: int = 41) -> np.ndarray | None:
-    """``[n, n]`` reward over the maze's (x, y) (rows: y), or None for the sparse reward."""
+def reward_map(plane: ObjectPlane, shaper, n: int = 41) -> np.ndarray | None:
+    """``[n, n]`` reward over the plane's (x, y) (rows: y), or None for the sparse reward or before a fit."""
     if shaper is None or not shaper.fitted:
         return None
-    g = MazeGrid(task)
-    gx = np.linspace(g.x_lo, g.x_hi, n)
-    gy = np.linspace(g.y_lo, g.y_hi, n)
+    gx = np.linspace(plane.lo[0], plane.hi[0], n)
+    gy = np.linspace(plane.lo[1], plane.hi[1], n)
     xy = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
     with torch.no_grad():
-        r = shaper.reward(_maze_obs(task, xy))
+        r = shaper.reward(plane.states(xy))
     return r.reshape(n, n).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------- MPC agent
 class GoalTracker:
-    """Episode-end callback of :func:`run_pets`: success, first-success step, coverage, reward retraining."""
+    """Episode-end callback of :func:`run_pets`: success, first-success step, visited object positions, coverage
+    (mazes), reward retraining and reward-map snapshots."""
 
-    def __init__(self, task: GoalTask, shaper, cfg: BenchConfig, is_maze: bool, tag: str = ""):
-        self.task, self.shaper, self.cfg, self.is_maze, self.tag = task, shaper, cfg, is_maze, tag
-        self.grid = MazeGrid(task) if is_maze else None
+    def __init__(self, task: GoalTask, shaper, cfg: BenchConfig, plane: ObjectPlane, tag: str = ""):
+        self.task, self.shaper, self.cfg, self.plane, self.tag = task, shaper, cfg, plane, tag
+        self.is_maze = plane.walls is not None
+        self.grid = MazeGrid(task) if self.is_maze else None
         self.first_success: int | None = None
         self.warmup_success = False
         self.env_steps = 0  # raw env steps (agent steps x action repeat)
@@ -256,15 +357,15 @@ class GoalTracker:
         end.row["raw_env_steps"] = self.env_steps
         d = self.task.distance_fn(torch.as_tensor(end.next_obs)).numpy()
         end.row.update(success=any(succ), min_distance=float(d.min()), final_distance=float(d[-1]))
+        self.positions.append(self.plane.object_xy(end.next_obs).copy())
         if self.is_maze:
-            self.positions.append(end.next_obs[:, :2].copy())
             end.row["coverage"] = self.grid.coverage(np.concatenate(self.positions))
         if self.shaper is not None:
             t0 = time.perf_counter()
             self.shaper.update(end.next_obs, progress=False)
             end.row["reward_update_seconds"] = time.perf_counter() - t0
-        if self.is_maze and end.episode in self.cfg.snapshots:
-            m = reward_map(self.task, self.shaper)
+        if end.episode in self.cfg.snapshots:
+            m = reward_map(self.plane, self.shaper)
             if m is not None:
                 self.maps[end.episode] = m.tolist()
         print(f"    [{self.task.name}/{self.tag}] ep {end.episode} ({end.phase}) steps {self.env_steps} "
@@ -279,17 +380,18 @@ def _task(task_key: str, action_repeat: int = 1) -> GoalTask:
 
 
 def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
+    """One PETS run with ``kind``'s reward until the first success or the budget (keys: see :func:`run_job`)."""
     task = _task(task_key, cfg.action_repeat)
-    shaper = make_reward(kind, task, cfg, seed, device)
-    tracker = GoalTracker(task, shaper, cfg, task_key != "push", tag=f"{kind}/seed{seed}")
+    plane = make_plane(task_key, task)
+    shaper = make_reward(kind, task, cfg, seed, device, plane)
+    tracker = GoalTracker(task, shaper, cfg, plane, tag=f"{kind}/seed{seed}")
     t0 = time.perf_counter()
     log = run_pets(task, cfg.pets, seed=seed, device=device, progress=False,
                    reward_shapers=[shaper] if shaper is not None else [], callbacks=[tracker])
     out = {"log": log, "first_success": tracker.first_success, "warmup_success": tracker.warmup_success,
-           "seconds": time.perf_counter() - t0,
-           "env_steps": tracker.env_steps, "maps": tracker.maps}
-    if tracker.positions:
-        out["positions"] = np.concatenate(tracker.positions)[::2].round(3).tolist()
+           "seconds": time.perf_counter() - t0, "env_steps": tracker.env_steps, "maps": tracker.maps,
+           "positions": np.concatenate(tracker.positions)[::2].round(3).tolist()}
+    if tracker.is_maze:
         out["coverage"] = log[-1]["coverage"]
     return out
 
@@ -305,26 +407,25 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     from safe_density.mural import MuralRewardWrapper
 
     task = make_task(TASKS[task_key])
+    plane = make_plane(task_key, task)
     env = task.make_env(max_episode_steps=cfg.sac_episode_steps)
-    shaper = make_reward(kind, task, cfg, seed, device)
+    shaper = make_reward(kind, task, cfg, seed, device, plane)
     if isinstance(shaper, MuralReward):
         env = MuralRewardWrapper(env, shaper, retrain_every=cfg.retrain_every)
     elif shaper is not None:   # exact CNML on a grid: the generic wrapper retrains any shaper with update()
         env = RewardShaperWrapper(env, shaper, retrain_every=cfg.retrain_every)
     rec = {"pos": [], "first": None, "steps": 0, "maps": {}}
-    is_maze = task_key != "push"
-    grid = MazeGrid(task) if is_maze else None
+    every = max(cfg.sac_steps // 4, 1)
 
     class Track(gym.Wrapper):
         def step(self, action):
             obs, r, term, trunc, info = self.env.step(action)
             rec["steps"] += 1
-            if is_maze:
-                rec["pos"].append(np.asarray(obs[:2], dtype=np.float32))
+            rec["pos"].append(plane.object_xy(np.asarray(obs)[None])[0].astype(np.float32))
             if info.get("success", False) and rec["first"] is None:
                 rec["first"] = rec["steps"]
-            if is_maze and shaper is not None and rec["steps"] % (cfg.sac_steps // 4) == 0:
-                m = reward_map(task, shaper)
+            if shaper is not None and rec["steps"] % every == 0:
+                m = reward_map(plane, shaper)
                 if m is not None:
                     rec["maps"][rec["steps"]] = m.tolist()
             return obs, r, term, trunc, info
@@ -336,22 +437,32 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     env = Track(env)
     t0 = time.perf_counter()
     model = SAC("MlpPolicy", env, learning_rate=3e-4, batch_size=256, tau=5e-3, gamma=0.99,
-                learning_starts=1000, policy_kwargs={"net_arch": [256, 256]}, seed=seed, device=device, verbose=0)
+                learning_starts=min(1000, cfg.sac_steps // 2), policy_kwargs={"net_arch": [256, 256]}, seed=seed,
+                device=device, verbose=0)
     model.learn(total_timesteps=cfg.sac_steps, callback=Stop())
+    pos = np.stack(rec["pos"])
     out = {"first_success": rec["first"], "env_steps": rec["steps"], "seconds": time.perf_counter() - t0,
-           "maps": rec["maps"]}
-    if is_maze and rec["pos"]:
-        pos = np.stack(rec["pos"])
-        out["positions"] = pos[::4].round(3).tolist()
-        out["coverage"] = grid.coverage(pos)
+           "maps": rec["maps"], "positions": pos[::4].round(3).tolist()}
+    if plane.walls is not None:
+        out["coverage"] = MazeGrid(task).coverage(pos)
     return out
 
 
-def _run_job(tk: str, ag: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
+def run_job(job: tuple[str, str, str, int], cfgs: dict[str, BenchConfig], device: str,
+            partial: str | None = None) -> dict:
+    """One run, ``job = (task key, agent, reward, seed)`` with ``cfgs[task key]``: a module-level function, so that
+    Ray's workers import it (:func:`mbrl.sweep.run_grid`). Returns ``first_success`` (env steps, None if never),
+    ``env_steps``, ``seconds``, ``positions`` (visited object xy), ``maps`` (reward-map snapshots), the PETS
+    ``log`` (mpc) and ``coverage`` (mazes). ``partial``: a JSON-lines file the run's summary is appended to."""
+    tk, ag, kind, seed = job
     torch.set_num_threads(1) if device == "cpu" else None
-    r = (run_mpc if ag == "mpc" else run_sac)(tk, kind, cfg, seed, device)
+    r = (run_mpc if ag == "mpc" else run_sac)(tk, kind, cfgs[tk], seed, device)
     print(f"[{tk}/{ag}/{kind}/seed{seed}] first success {r['first_success']} env steps {r['env_steps']} "
           f"coverage {r.get('coverage', float('nan')):.2f} ({r['seconds']:.0f}s)", flush=True)
+    if partial is not None:  # partial results survive an interrupted run
+        short = {k: v for k, v in r.items() if k not in ("log", "maps", "positions")}
+        with open(partial, "a") as fh:
+            fh.write(json.dumps({"task": tk, "agent": ag, "reward": kind, "seed": seed, **short}) + "\n")
     return r
 
 
@@ -368,51 +479,98 @@ def summarise(runs: list[dict], budget: int) -> dict:
     return out
 
 
+def _episode_steps(cfg: BenchConfig, task_steps: int) -> int:
+    """Environment steps of one MPC episode (the agent's steps times the action repeat)."""
+    return (cfg.pets.max_episode_steps or task_steps) * cfg.action_repeat
+
+
 def _budget(agent: str, cfg: BenchConfig, task_steps: int) -> int:
     if agent == "sac":
         return cfg.sac_steps
-    steps = cfg.pets.max_episode_steps * cfg.action_repeat if cfg.pets.max_episode_steps else task_steps
-    return steps * (cfg.pets.warmup_episodes + cfg.pets.episodes)
+    return _episode_steps(cfg, task_steps) * (cfg.pets.warmup_episodes + cfg.pets.episodes)
 
 
-def plot(results: dict, path: Path) -> None:
+def _draw_plane(ax, plane: ObjectPlane, alpha: float = 0.9) -> None:
+    """Walls (mazes), the start region (a box or a point) and the goal disc over ``ax``."""
     plt = pyplot()
-    panels = [(tk, ag, kind, res) for tk, by_a in results.items() if tk != "push"
-              for ag, by_k in by_a.items() for kind, res in by_k.items()]
+    if plane.walls is not None:
+        ax.imshow(np.ma.masked_where(plane.walls == 0, plane.walls), extent=plane.extent, cmap="Greys",
+                  vmin=0, vmax=1.5, alpha=alpha)
+    if plane.start_lo is not None:
+        (x0, y0), (x1, y1) = plane.start_lo, plane.start_hi
+        if (x0, y0) == (x1, y1):
+            ax.plot(x0, y0, "ws", ms=6, mec="k")
+        else:
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="w", ls="--", lw=1))
+    ax.add_patch(plt.Circle(plane.goal, plane.radius, fill=False, ec="c", lw=1.2))
+    ax.plot(*plane.goal, "c*", ms=10)
+    ax.set_xlim(plane.lo[0], plane.hi[0])
+    ax.set_ylim(plane.lo[1], plane.hi[1])
+    ax.set_aspect("equal")  # metres on both axes: the goal disc is a disc
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot(results: dict, planes: dict[str, ObjectPlane], path: Path) -> None:
+    """Per (task, agent, reward): visited object positions (all seeds) and seed 0's reward maps over the plane."""
+    plt = pyplot()
+    panels = [(tk, ag, kind, res) for tk, by_a in results.items() for ag, by_k in by_a.items()
+              for kind, res in by_k.items()]
     if not panels:
         return
     n_maps = max(len(res["runs"][0].get("maps", {})) for *_, res in panels)
     fig, axes = plt.subplots(len(panels), 1 + n_maps, figsize=(3.2 * (1 + n_maps), 3.0 * len(panels)),
                              squeeze=False)
     for i, (tk, ag, kind, res) in enumerate(panels):
-        task = make_task(TASKS[tk])
-        g = MazeGrid(task)
-        ext = (g.x_lo, g.x_hi, g.y_lo, g.y_hi)
-        walls = np.ma.masked_where(g.map == 0, g.map)
-        pos = np.concatenate([np.asarray(r["positions"]) for r in res["runs"] if r.get("positions")] or
-                             [np.zeros((0, 2))])
+        plane = planes[tk]
+        pos = np.concatenate([np.asarray(r["positions"]).reshape(-1, 2) for r in res["runs"]] or [np.zeros((0, 2))])
         ax = axes[i, 0]
-        ax.imshow(walls, extent=ext, cmap="Greys", vmin=0, vmax=1.5, alpha=0.9)
+        ax.set_facecolor("black")
         if len(pos):
-            h, xe, ye = np.histogram2d(pos[:, 0], pos[:, 1], bins=40, range=[ext[:2], ext[2:]])
-            ax.imshow(np.log1p(h.T), origin="lower", extent=ext, cmap="magma", alpha=0.75)
-        goal = task.info["goal"]
-        ax.plot(*goal, "c*", ms=12)
-        s = res["summary"]
-        ax.set_title(f"{tk}/{ag}/{kind}: {s['success_rate']:.0%} success", fontsize=8)
+            h, _, _ = np.histogram2d(pos[:, 0], pos[:, 1], bins=40, range=[plane.extent[:2], plane.extent[2:]])
+            ax.imshow(np.log1p(h.T), origin="lower", extent=plane.extent, cmap="magma")
+        _draw_plane(ax, plane)
+        ax.set_title(f"{tk}/{ag}/{kind}: {res['summary']['success_rate']:.0%} success\nvisited (all seeds)", fontsize=8)
         maps = res["runs"][0].get("maps", {})
         for j in range(n_maps):
             axm = axes[i, 1 + j]
             axm.axis("off")
             if j < len(maps):
                 k = list(maps)[j]
-                axm.imshow(np.asarray(maps[k]), origin="lower", extent=ext, vmin=0, vmax=1, cmap="viridis")
-                axm.imshow(walls, extent=ext, cmap="Greys", vmin=0, vmax=1.5, alpha=0.6)
-                axm.plot(*goal, "r*", ms=10)
+                axm.imshow(np.asarray(maps[k]), origin="lower", extent=plane.extent, vmin=0, vmax=1, cmap="viridis")
+                _draw_plane(axm, plane, alpha=0.6)
                 axm.set_title(f"reward after {'ep' if ag == 'mpc' else 'step'} {k} (seed 0)", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
     save_figure(fig, path, dpi=80)
+
+
+def success_curve(first_success: list, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, fraction)``: the fraction of runs whose first success came at or before environment step ``t``, as a
+    step function over ``[0, budget]`` (``None``: no success within the budget)."""
+    hits = np.sort([f for f in first_success if f is not None]).astype(float)
+    t = np.concatenate([[0.0], hits, [float(budget)]])
+    frac = np.concatenate([[0.0], np.arange(1, len(hits) + 1), [len(hits)]]) / max(len(first_success), 1)
+    return t, frac
+
+
+def plot_success(by_agent: dict, warmup_steps: dict[str, int], task_key: str, path: Path) -> None:
+    """One panel per agent: per reward, the fraction of seeds that have reached success by each env step."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(by_agent), figsize=(4.2 * len(by_agent), 3.2), squeeze=False)
+    for ax, (ag, by_k) in zip(axes[0], by_agent.items()):
+        for kind, res in by_k.items():
+            s = res["summary"]
+            n, hits = len(s["first_success_steps"]), sum(f is not None for f in s["first_success_steps"])
+            t, frac = success_curve(s["first_success_steps"], s["budget_env_steps"])
+            ax.step(t, frac, where="post", lw=1.6, label=f"{kind} ({hits}/{n} seeds)")
+        if warmup_steps.get(ag):
+            ax.axvline(warmup_steps[ag], color="grey", ls=":", lw=1)
+            ax.text(warmup_steps[ag], 1.02, " random warm-up ends", fontsize=7, color="grey", va="bottom")
+        ax.set_ylim(-0.03, 1.1)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("fraction of seeds with a success")
+        ax.set_title(f"{task_key} / {ag} (runs stop at their first success)", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, path, dpi=90)
 
 
 def print_table(results: dict) -> None:
@@ -434,30 +592,35 @@ def print_table(results: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--quick", action="store_true", help="CPU-sized run (same as --preset quick)")
-    p.add_argument("--preset", default=None, choices=list(PRESETS), help="settings (default: paper)")
+    p.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help="settings (default: paper); quick: CPU sizes; tiny: a smoke test of every code path at "
+                        "the smallest sizes (seconds per run; its numbers mean nothing)")
     p.add_argument("--tasks", nargs="+", default=["umaze", "medium"], choices=list(TASKS),
-                   help="tasks: umaze and medium are PointMaze mazes, push is Meta-World push-v3")
+                   help="tasks: umaze and medium are PointMaze mazes, push is Meta-World push-v3, pusher is "
+                        "Pusher-v5 with a sparse goal (Pusher-goal-v5)")
     p.add_argument("--agents", nargs="+", default=["mpc"], choices=list(AGENTS),
                    help="mpc: the library's PETS loop; sac: stable-baselines3 SAC (the 'rl' extra)")
     p.add_argument("--rewards", nargs="+", default=list(REWARDS), choices=list(REWARDS),
-                   help="rewards to compare (module docstring)")
+                   help="rewards to compare (module docstring; cnml only on tasks with 2-D features)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds, one run each")
     p.add_argument("--episodes", type=int, default=None,
                    help="MPC episodes after the warm-up (default: the preset's)")
     p.add_argument("--sac-steps", type=int, default=None, help="SAC's environment-step budget (default: the preset's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (one thread each)")
+    p.add_argument("--backend", default=None, choices=["serial", "ray"],
+                   help="serial: a loop in this process (the default unless --jobs > 1); ray: one Ray task per "
+                        "run (mbrl.sweep.run_grid; the 'sweep' extra)")
+    p.add_argument("--jobs", type=int_at_least(1), default=1,
+                   help="runs at once on a local Ray (one CPU and one torch thread each); > 1 implies --backend ray")
+    p.add_argument("--address", default=None,
+                   help="a Ray cluster to run on, e.g. auto (default: a local Ray with --jobs CPUs)")
     p.add_argument("--out", default=None, help="output folder (default results/mural_tasks)")
     return p
 
 
-def main(argv=None) -> dict:
-    a = build_parser().parse_args(argv)
-    preset = "quick" if a.quick else (a.preset or "paper")
-    out = out_dir("mural_tasks", a.out)
-    results: dict = {}
-    cfgs: dict[str, BenchConfig] = {}
-    t0 = time.perf_counter()
+def _configs(a: argparse.Namespace, preset: str) -> dict[str, BenchConfig]:
+    """Each task's :class:`BenchConfig` of ``preset``, with the command line's overrides."""
+    cfgs = {}
     for tk in a.tasks:
         cfg = PRESETS[preset][tk]
         if a.episodes is not None:
@@ -465,41 +628,79 @@ def main(argv=None) -> dict:
         if a.sac_steps is not None:
             cfg = cfg.replace(sac_steps=a.sac_steps)
         cfgs[tk] = cfg
-    jobs = [(tk, ag, kind, s) for tk in a.tasks for ag in a.agents for kind in a.rewards for s in a.seeds
-            if not (kind == "cnml" and tk == "push")]
-    if a.jobs > 1:  # independent runs in worker processes (one torch thread each)
-        import concurrent.futures as cf
-        import multiprocessing as mp
+    return cfgs
 
-        with cf.ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_run_job, tk, ag, kind, cfgs[tk], s, a.device) for tk, ag, kind, s in jobs]
-            done = [f.result() for f in futs]
-    else:
-        done = []
-        for tk, ag, kind, s in jobs:  # partial results survive an interrupted run
-            done.append(_run_job(tk, ag, kind, cfgs[tk], s, a.device))
-            short = {k: v for k, v in done[-1].items() if k not in ("log", "maps", "positions")}
-            with open(out / "partial.jsonl", "a") as fh:
-                fh.write(json.dumps({"task": tk, "agent": ag, "reward": kind, "seed": s, **short}) + "\n")
+
+def _start_ray(jobs: int, address: str | None) -> None:
+    """A local Ray with ``jobs`` CPUs (or the cluster at ``address``) whose workers import ``benchmarks``."""
+    import ray
+
+    if not ray.is_initialized():
+        where = {"address": address} if address else {"num_cpus": max(int(jobs), 1)}
+        ray.init(**where, runtime_env=ray_runtime_env(), log_to_driver=True, ignore_reinit_error=True)
+
+
+def run_all(jobs: list[tuple], cfgs: dict[str, BenchConfig], a: argparse.Namespace, out: Path) -> list[dict]:
+    """Every job's :func:`run_job` result, in ``jobs``' order, serially or on Ray (``--backend``/``--jobs``)."""
+    backend = a.backend or ("ray" if a.jobs > 1 else "serial")
+    extra: dict = {"partial": str(out / "partial.jsonl")} if backend == "serial" else {}
+    if backend == "ray":
+        _start_ray(a.jobs, a.address)
+        extra = {"address": a.address, "num_gpus_per_task": 1.0 / a.jobs if a.device.startswith("cuda") else 0.0}
+    rows = run_grid(run_job, {"job": jobs}, backend=backend, progress=backend == "ray", cfgs=cfgs,
+                    device=a.device, **extra)
+    return [{k: v for k, v in r.items() if k != "job"} for r in rows]
+
+
+def _collect(jobs: list[tuple], done: list[dict], cfgs: dict[str, BenchConfig]) -> dict:
+    """``results[task][agent][reward] = {"runs": [...], "summary": {...}}`` and ``results[task]["_config"]``."""
+    results: dict = {}
     for (tk, ag, kind, _s), r in zip(jobs, done):
         results.setdefault(tk, {}).setdefault(ag, {}).setdefault(kind, {"runs": []})["runs"].append(r)
-    for tk in a.tasks:
-        cfg = cfgs[tk]
+    for tk, cfg in cfgs.items():
         task_steps = make_task(TASKS[tk]).max_episode_steps
         for ag, by_k in results.get(tk, {}).items():
             for res in by_k.values():
                 res["summary"] = summarise(res["runs"], _budget(ag, cfg, task_steps))
-        results.setdefault(tk, {})["_config"] = {"pets": dataclasses.asdict(cfg.pets), "n_examples": cfg.n_examples,
-                                  "mural": dataclasses.asdict(cfg.mural) if cfg.mural else "for_device",
-                                  "sac_steps": cfg.sac_steps, "sac_episode_steps": cfg.sac_episode_steps,
-                                  "retrain_every": cfg.retrain_every, "cnml_grid": cfg.cnml_grid,
-                                  "cnml_max_data": cfg.cnml_max_data, "action_repeat": cfg.action_repeat}
+        results.setdefault(tk, {})["_config"] = {
+            "pets": dataclasses.asdict(cfg.pets), "n_examples": cfg.n_examples,
+            "mural": dataclasses.asdict(cfg.mural) if cfg.mural else "for_device", "sac_steps": cfg.sac_steps,
+            "sac_episode_steps": cfg.sac_episode_steps, "retrain_every": cfg.retrain_every,
+            "cnml_grid": cfg.cnml_grid, "cnml_max_data": cfg.cnml_max_data, "action_repeat": cfg.action_repeat}
+    return results
+
+
+def _figures(results: dict, cfgs: dict[str, BenchConfig], out: Path) -> dict:
+    """Write the map figure and one success-curve figure per task; their file names (in ``out``)."""
+    runs = {tk: {ag: v for ag, v in by_a.items() if not ag.startswith("_")} for tk, by_a in results.items()}
+    planes = {tk: make_plane(tk, make_task(TASKS[tk])) for tk in runs}
+    plot(runs, planes, out / "mural_tasks.png")
+    names = {"maps": "mural_tasks.png", "success": {}}
+    for tk, by_a in runs.items():
+        if not by_a:
+            continue
+        cfg = cfgs[tk]
+        warm = {"mpc": _episode_steps(cfg, make_task(TASKS[tk]).max_episode_steps) * cfg.pets.warmup_episodes,
+                "sac": min(1000, cfg.sac_steps // 2)}
+        names["success"][tk] = f"mural_tasks_success_{tk}.png"
+        plot_success(by_a, warm, tk, out / names["success"][tk])
+    return names
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
+    preset = "quick" if a.quick else (a.preset or "paper")
+    out = out_dir("mural_tasks", a.out)
+    cfgs = _configs(a, preset)
+    t0 = time.perf_counter()
+    jobs = [(tk, ag, kind, s) for tk in a.tasks for ag in a.agents for kind in a.rewards for s in a.seeds
+            if not (kind == "cnml" and tk not in CNML_TASKS)]
+    results = _collect(jobs, run_all(jobs, cfgs, a, out), cfgs)
     print_table(results)
     data = {"preset": preset, "seeds": a.seeds, "machine": machine(), "claim_from_paper": PAPER_CLAIM,
             "wall_seconds": time.perf_counter() - t0, "results": results}
+    data["figures"] = _figures(results, cfgs, out)  # file names in the JSON's folder
     write_json(out / "mural_tasks.json", data)
-    plot({tk: {ag: v for ag, v in by_a.items() if not ag.startswith("_")} for tk, by_a in results.items()},
-         out / "mural_tasks.png")
     return data
 
 

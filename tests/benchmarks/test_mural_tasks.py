@@ -1,0 +1,112 @@
+"""``benchmarks.mural_tasks`` end to end at its smoke-test size (``--preset tiny``) on Pusher-goal-v5: serially (no
+Ray needed) with the MURAL, classifier and sparse rewards, then once through Ray's local processes; the JSON holds
+every run, summary and figure name, the figures exist, and the plane and success-curve helpers say what they
+should."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def mt():
+    return importlib.import_module("benchmarks.mural_tasks")
+
+
+def _check_png(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 5000, path
+
+
+def test_pusher_tiny_end_to_end(mt, tmp_path):
+    rewards = ["mural", "classifier", "sparse"]
+    data = mt.main(["--preset", "tiny", "--tasks", "pusher", "--agents", "mpc", "--rewards", *rewards,
+                    "--seeds", "0", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "mural_tasks.json").read_text())
+    assert saved["preset"] == "tiny" and saved["seeds"] == [0] and data["preset"] == "tiny"
+    res = saved["results"]["pusher"]
+    assert set(res) == {"mpc", "_config"} and list(res["mpc"]) == rewards
+    cfg = mt.PRESETS["tiny"]["pusher"]
+    assert res["_config"]["pets"] == json.loads(json.dumps(dataclasses.asdict(cfg.pets)))
+    episodes = cfg.pets.warmup_episodes + cfg.pets.episodes
+    budget = cfg.pets.max_episode_steps * episodes
+    plane = mt.make_plane("pusher", mt.make_task("Pusher-goal-v5"))
+    for kind, r in res["mpc"].items():
+        s = r["summary"]
+        assert s["budget_env_steps"] == budget and len(r["runs"]) == 1 and s["first_success_steps"] == [None]
+        run = r["runs"][0]
+        assert run["env_steps"] == budget and [row["phase"] for row in run["log"]] == ["random", "mpc"]
+        pos = np.asarray(run["positions"])
+        assert pos.shape == (budget // 2, 2)
+        assert ((pos >= plane.lo) & (pos <= plane.hi)).all()  # the object stays inside the drawn plane
+        if kind == "sparse":
+            assert run["maps"] == {}
+        else:  # a reward map over the object's xy after each snapshot episode
+            assert sorted(run["maps"]) == [str(e) for e in cfg.snapshots]
+            m = np.asarray(run["maps"]["0"])
+            assert m.shape == (41, 41) and (m >= 0).all() and (m <= 1).all() and m.std() > 0
+    assert saved["figures"] == {"maps": "mural_tasks.png", "success": {"pusher": "mural_tasks_success_pusher.png"}}
+    _check_png(tmp_path / "mural_tasks.png")
+    _check_png(tmp_path / "mural_tasks_success_pusher.png")
+    lines = (tmp_path / "partial.jsonl").read_text().splitlines()
+    assert [json.loads(x)["reward"] for x in lines] == rewards
+
+
+def test_pusher_plane_states_put_the_object_where_asked(mt):
+    task = mt.make_task("Pusher-goal-v5")
+    plane = mt.make_plane("pusher", task)
+    assert plane.lo[0] < task.info["object_start_low"][0] and plane.hi[1] > task.info["goal"][1]
+    xy = np.array([[0.3, -0.3], [0.45, -0.05], [0.6, -0.2]])
+    s = plane.states(xy)
+    assert s.shape == (3, 23)
+    torch.testing.assert_close(task.goal_features(s), torch.as_tensor(xy, dtype=torch.float32))
+    # the tip moves with the object (the arm stays behind it); the goal stays the goal
+    torch.testing.assert_close(s[:, 14:16] - s[:, 17:19], (s[:1, 14:16] - s[:1, 17:19]).expand(3, 2))
+    assert task.success_fn(s).tolist() == [False, True, False]
+    mr = mt.make_reward("classifier", task, mt.PRESETS["tiny"]["pusher"], 0, "cpu", plane)
+    assert mt.reward_map(plane, mr) is None  # not fitted yet
+    mr.update(task.success_examples(16, seed=1) + torch.tensor([0.0] * 17 + [-0.3, -0.3] + [0.0] * 4),
+              progress=False)
+    m = mt.reward_map(plane, mr, n=5)
+    gx, gy = np.linspace(plane.lo[0], plane.hi[0], 5), np.linspace(plane.lo[1], plane.hi[1], 5)
+    assert m.shape == (5, 5)
+    assert m[0, 2] == pytest.approx(float(mr.reward(plane.states(np.array([[gx[2], gy[0]]])))[0]))
+
+
+def test_success_curve(mt):
+    t, frac = mt.success_curve([300, None, 100, None], 1000)
+    assert t.tolist() == [0, 100, 300, 1000] and frac.tolist() == [0, 0.25, 0.5, 0.5]
+    t, frac = mt.success_curve([None], 50)
+    assert t.tolist() == [0, 50] and frac.tolist() == [0, 0]
+
+
+def test_options(mt, capsys):
+    assert "pusher" in mt.CNML_TASKS and "push" not in mt.CNML_TASKS  # exact CNML on a grid needs 2-D features
+    a = mt.build_parser().parse_args(["--preset", "tiny", "--tasks", "pusher"])
+    assert a.backend is None and a.jobs == 1  # serial unless asked
+    with pytest.raises(SystemExit):
+        mt.build_parser().parse_args(["--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_pusher_tiny_through_ray(mt, tmp_path):
+    pytest.importorskip("ray")   # the 'sweep' extra; `make test` installs it
+    import ray
+
+    try:
+        data = mt.main(["--preset", "tiny", "--tasks", "pusher", "--rewards", "sparse", "mural", "--seeds", "0",
+                        "--jobs", "2", "--out", str(tmp_path)])
+    finally:
+        ray.shutdown()
+    runs = data["results"]["pusher"]["mpc"]
+    assert list(runs) == ["sparse", "mural"] and all(len(r["runs"]) == 1 for r in runs.values())
+    assert runs["mural"]["runs"][0]["maps"] and not (tmp_path / "partial.jsonl").exists()
+    _check_png(tmp_path / "mural_tasks_success_pusher.png")
