@@ -6,6 +6,7 @@ the "agent" explored only the first corridor (visited states, label 0). Writes
 meta-NML with exact CNML on the free cells of the grid).
 
     python -m benchmarks.mural_reward_shape [--quick]
+    python -m benchmarks.mural_reward_shape --defaults   # the shape at MuralReward's defaults (README table)
 """
 
 from __future__ import annotations
@@ -36,6 +37,54 @@ def maze_data(rng: np.random.Generator, n_visited: int):
     v = rng.uniform([0.0, 0.0], [0.6, 1.0], (4 * n_visited, 2))
     v = v[free(v) & ((v[:, 0] < 0.3) | (v[:, 1] > 0.6))][:n_visited]
     return goal, v
+
+
+def shape_problem(kind: str, seed: int = 0):
+    """Two small 2-D problems as a new user builds them: success examples and visited states placed off the
+    origin, in the units the user happens to have (``blob``: 20 examples beside 200 visited states; ``disc``:
+    300 visited states filling a disc, 30 examples at its edge)."""
+    rng = np.random.default_rng(seed)
+    if kind == "blob":
+        ex = np.array([2.0, 1.0]) + 0.15 * rng.standard_normal((20, 2))
+        vis = 0.5 * rng.standard_normal((200, 2))
+    else:
+        th, r = rng.uniform(0, 2 * np.pi, 300), 3 * np.sqrt(rng.uniform(0, 1, 300))
+        vis = np.stack([r * np.cos(th), r * np.sin(th)], 1)
+        ex = np.array([3.5, 0.0]) + 0.2 * rng.standard_normal((30, 2))
+    allp = np.concatenate([ex, vis])
+    c, span = allp.mean(0), allp.std(0).mean()
+    ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], 1)
+    reach = ((allp - c) @ dirs.T).max(0)   # the data's extent in each direction
+    novel = np.concatenate([c + dirs * (reach + k * span)[:, None] for k in (2.0, 6.0, 50.0)])
+    lo, hi = allp.min(0) - 0.5 * np.ptp(allp, 0), allp.max(0) + 0.5 * np.ptp(allp, 0)
+    g = [np.linspace(a, b, 9) for a, b in zip(lo, hi)]
+    grid = np.stack(np.meshgrid(*g, indexing="xy"), -1).reshape(-1, 2)
+    return ex, vis, novel, grid
+
+
+def defaults_table() -> list[dict]:
+    """The reward at the examples, at visited states and on novel states, and the correlation with exact CNML on the
+    grid, of each method at ``MuralReward(success, method)`` defaults on both :func:`shape_problem` s (what
+    ``tests/safe_density/test_mural.py`` asserts)."""
+    rows = []
+    for kind in ("blob", "disc"):
+        ex, vis, novel, grid = shape_problem(kind)
+        maps = {}
+        for m in ("cnml", "meta_nml", "classifier"):
+            t = time.perf_counter()
+            mr = MuralReward(ex, method=m).update(vis, progress=False)
+            fit_s = time.perf_counter() - t
+            maps[m], rn = mr(grid).numpy(), mr(novel).numpy()
+            rows.append({"problem": kind, "method": m, "examples": float(mr(ex).mean()),
+                         "visited": float(mr(vis).mean()), "novel_min": float(rn.min()),
+                         "novel_max": float(rn.max()), "fit_s": fit_s})
+        for r in rows[-3:]:
+            r["corr_with_cnml"] = float(np.corrcoef(maps[r["method"]], maps["cnml"])[0, 1])
+            print(" | ".join(f"{k} {v:.2f}" if isinstance(v, float) else str(v) for k, v in r.items()), flush=True)
+    return rows
+
+
 
 
 def history_sweep(sizes=(300, 3000, 10000), seed: int = 0) -> dict:
@@ -84,12 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true",
                     help="a 25 x 25 grid, 150 visited states and 400 meta-steps (instead of 50 x 50, 400, 1000)")
     ap.add_argument("--history", action="store_true", help="also sweep the visited-history size (support_size)")
+    ap.add_argument("--defaults", action="store_true",
+                    help="only the table of the reward's shape at MuralReward's defaults on two 2-D problems")
     ap.add_argument("--out", default=None, help="output folder (default results/mural_reward_shape)")
     return ap
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.defaults:
+        d = out_dir("mural_reward_shape", args.out)
+        write_json(d / "defaults.json", {"machine": machine(), "rows": defaults_table()})
+        return
     rng = np.random.default_rng(0)
     goal, visited = maze_data(rng, 150 if args.quick else 400)
     n = 25 if args.quick else 50

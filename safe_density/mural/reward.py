@@ -89,6 +89,16 @@ class MuralConfig:
     * ``max_visited=10_000``: visited-state history (our choice). Retraining frequency in the paper:
       every epoch of 1000 environment steps (``meta_nml_train_every_k=1``, ``epoch_length=1000``); see
       :class:`safe_density.mural.wrapper.MuralRewardWrapper`.
+    * ``clip_to_box`` (NML methods; ours): standardised features are clipped to the box the meta-training
+      queries are drawn from (the data's bounding box widened by ``meta_nml.box_margin`` of its span on each
+      side), so a state beyond it gets the reward of the nearest state meta-NML was trained on. Without it,
+      states 2-5 m beyond Hopper success examples got 1e-5 to 5e-38 from the ReLU network's extrapolation
+      where exact CNML gives 1/2.
+    * ``prior_weight``, ``prior_points`` (NML methods; ours): ``prior_points`` scrambled-Sobol points spread
+      over that box with the soft label 1/2 and ``prior_weight`` of the data's total weight: a uniform prior
+      that says "no evidence either way" where nobody has been, so that CNML and meta-NML stay near 1/2 on
+      novel states in every direction instead of extrapolating the classifier's confidence (design.md,
+      "MURAL", MURAL-2). Where data lie, 10 % spread over the box is outweighed by the data.
     * ``cnml``/``meta_nml``: :class:`CNMLConfig`, :class:`MetaNMLConfig`.
     """
 
@@ -103,6 +113,9 @@ class MuralConfig:
     max_visited: int = 10_000
     support_size: float | None = 64.0
     standardize: bool = True
+    clip_to_box: bool = True
+    prior_weight: float = 0.1
+    prior_points: int = 256
     chunk_size: int = 4096
     cnml: CNMLConfig = field(default_factory=CNMLConfig)
     meta_nml: MetaNMLConfig = field(default_factory=MetaNMLConfig)
@@ -123,6 +136,8 @@ class MuralConfig:
         if self.support_size is not None:
             check_threshold("support_size", self.support_size, low=0.0, high=1e12, inclusive=False)
         check_int("chunk_size", self.chunk_size, low=1, high=2**62)
+        check_threshold("prior_weight", self.prior_weight, low=0.0, high=1e6)
+        check_int("prior_points", self.prior_points, low=1, high=2**20)
         if not isinstance(self.cnml, CNMLConfig):
             raise ValueError(f"cnml must be a CNMLConfig, got {type(self.cnml).__name__}")
         if not isinstance(self.meta_nml, MetaNMLConfig):
@@ -137,13 +152,15 @@ class MuralConfig:
     @classmethod
     def small(cls, **overrides) -> MuralConfig:
         """CPU preset for low-dimensional features: 2 x 32 ReLU MLP, full-batch Adam, one-step meta-NML with
-        inner lr 1 and inner query weight 10 (tuned by us to match exact CNML on a 2-D problem).
-        First update: 300 classifier steps + 200 meta-updates; later updates: 30 / 16."""
+        inner lr 0.3, inner query weight 10 and 80 % of the meta-training queries uniform over the box (tuned by
+        us against exact proximal CNML on two 2-D problems: tests/safe_density/test_mural.py, ``_shape_problem``).
+        First update: 300 classifier steps + 600 meta-updates; later updates: 30 / 16."""
         base = dict(
             hidden=(32, 32), classifier_lr=1e-2, classifier_batch=None, classifier_steps=300,
-            classifier_steps_incremental=30, meta_steps=200, meta_steps_incremental=16,
-            cnml=CNMLConfig(steps=100, lr=1e-2),
-            meta_nml=MetaNMLConfig(inner_lr=1.0, inner_query_weight=10.0, meta_lr=1e-2, meta_batch=16),
+            classifier_steps_incremental=30, meta_steps=600, meta_steps_incremental=16,
+            cnml=CNMLConfig(),
+            meta_nml=MetaNMLConfig(inner_lr=0.3, inner_query_weight=10.0, meta_lr=1e-2, meta_batch=16,
+                                   uniform_query_fraction=0.8),
         )
         base.update(overrides)
         return cls(**base)
@@ -270,6 +287,7 @@ class MuralReward:
         self.sd = feats.new_ones(self.feature_dim)
         self.n_updates = 0
         self._data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._box: tuple[torch.Tensor, torch.Tensor] | None = None
         self._cache: MetaNMLCache | None = None
 
     # ------------------------------------------------------------------ features and data
@@ -304,8 +322,21 @@ class MuralReward:
         x = self._norm(x)
         y = torch.cat([x.new_ones(n_pos), x.new_zeros(x.shape[0] - n_pos)])
         w = balanced_weights(y).to(x)
-        if self.method != "classifier" and self.config.support_size is not None:
-            w = w * (self.config.support_size / x.shape[0])
+        self._box = None
+        if self.method != "classifier":
+            if self.config.support_size is not None:
+                w = w * (self.config.support_size / x.shape[0])
+            lo, hi = x.min(0).values, x.max(0).values
+            pad = self.config.meta_nml.box_margin * (hi - lo).clamp_min(_MIN_SD)
+            lo, hi = lo - pad, hi + pad
+            if self.config.clip_to_box:
+                self._box = (lo, hi)
+            if self.config.prior_weight > 0:
+                sob = torch.quasirandom.SobolEngine(x.shape[1], scramble=True, seed=self.seed)
+                u = sob.draw(self.config.prior_points, dtype=torch.float64).to(x)
+                xp = lo + u * (hi - lo)
+                wp = torch.full((xp.shape[0],), self.config.prior_weight * float(w.sum()) / xp.shape[0]).to(w)
+                x, y, w = torch.cat([x, xp]), torch.cat([y, torch.full_like(wp, 0.5)]), torch.cat([w, wp])
         self._data = (x, y, w)
 
     def _refresh_cache(self) -> None:
@@ -330,6 +361,13 @@ class MuralReward:
         """Raw features ``[..., D]`` (after ``feature_fn``/``state_slice``) -> the classifier's inputs."""
         f = as_tensor("features", features, dtype=self.dtype, device=self.device, last_dim=self.feature_dim)
         return self._norm(f)
+
+    @property
+    def feature_box(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(lo[D], hi[D])``: the standardised-feature box the NML rewards clip states to (``config.clip_to_box``;
+        the training data's box widened by ``meta_nml.box_margin``), ``None`` for the classifier."""
+        self._check_fitted()
+        return self._box
 
     @property
     def cache(self) -> MetaNMLCache | None:
@@ -387,6 +425,8 @@ class MuralReward:
 
     def _reward_of_features(self, f: torch.Tensor) -> torch.Tensor:
         """Standardised features ``[B, D] -> [B]`` (no validation)."""
+        if self._box is not None:
+            f = torch.maximum(torch.minimum(f, self._box[1]), self._box[0])
         if self.method == "classifier":
             return classifier_reward(self.model, self.mle_params, f)
         x, y, c = self._data

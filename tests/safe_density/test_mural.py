@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.mural_reward_shape import shape_problem
 from safe_density.mural import (
     CNMLConfig,
     MetaNMLConfig,
@@ -30,7 +31,7 @@ from safe_density.mural.classifier import init_params
 
 D64 = torch.float64
 META_CFG = MetaNMLConfig(inner_lr=1.0, inner_query_weight=10.0, meta_lr=1e-2, meta_batch=16)
-CNML_CFG = CNMLConfig(steps=100, lr=1e-2)
+CNML_CFG = CNMLConfig(steps=100, lr=1e-2, prox=0.0)  # the unregularised budget these low-level tests were built on
 
 
 def _data():
@@ -263,7 +264,8 @@ def test_incremental_budget_is_bounded(monkeypatch):
     mr = MuralReward(_blob([1.0, 1.0], 0.1, 5, 0), method="meta_nml", config=cfg)
     for k in range(3):
         mr.update(_blob([-1.0, -1.0], 0.3, 40, k), progress=False)
-    assert calls == [(7, 45), (3, 55), (3, 55)]  # history capped at max_visited (+ 5 examples)
+    prior = cfg.prior_points  # the uniform prior's points ride along (MURAL-2b)
+    assert calls == [(7, 45 + prior), (3, 55 + prior), (3, 55 + prior)]  # history capped at max_visited (+ 5 examples)
 
 
 def test_cache_refreshed_by_update_and_nothing_else(incremental_meta, monkeypatch):
@@ -424,3 +426,44 @@ def test_outer_batch_keeps_class_weights():
     share = float((cb * yb).sum() / cb.sum())
     assert 0.4 < share < 0.6, share  # a uniform draw gives ~1 %
     assert outer_batch(x, y, c, 1000, torch.Generator())[0] is x
+
+
+# ---------------------------------------------------------------------- the defaults keep the CNML shape (issue 19)
+@pytest.fixture(scope="module", params=["blob", "disc"])
+def default_rewards(request):
+    ex, vis, novel, grid = shape_problem(request.param)
+    out = {m: MuralReward(ex, method=m).update(vis, progress=False) for m in ("cnml", "meta_nml")}
+    return request.param, ex, vis, novel, grid, out
+
+
+@pytest.mark.parametrize("method", ["cnml", "meta_nml"])
+def test_default_reward_keeps_cnml_shape(default_rewards, method):
+    """At ``MuralReward(success, method)`` defaults: high at the examples, low where the agent has been, about
+    1/2 on novel states in every direction, beyond the examples and far away too (exact CNML first)."""
+    kind, ex, vis, novel, _, out = default_rewards
+    mr = out[method]
+    assert float(mr(ex).mean()) >= 0.8, (kind, method)
+    assert float(mr(vis[::5]).mean()) <= 0.2, (kind, method)   # every 5th visited state (CNML is slow)
+    rn = mr(novel)
+    assert float(rn.min()) >= 0.4 and float(rn.max()) <= 0.6, (kind, method, rn)
+
+
+def test_default_meta_nml_agrees_with_exact_cnml(default_rewards):
+    kind, *_, grid, out = default_rewards
+    corr = np.corrcoef(out["meta_nml"](grid).numpy(), out["cnml"](grid).numpy())[0, 1]
+    assert corr >= 0.9, (kind, corr)
+
+
+def test_states_beyond_the_box_get_the_reward_of_its_edge(default_rewards):
+    """``clip_to_box``: a state far outside the trained box gets the reward of its projection on the box."""
+    *_, out = default_rewards
+    mr = out["meta_nml"]
+    x, *_ = mr.training_data
+    lo, hi = x[:-mr.config.prior_points].min(0).values, x[:-mr.config.prior_points].max(0).values
+    far = torch.tensor([[1e3, -1e3], [-50.0, 0.0]], dtype=torch.float32)
+    f = mr.standardise(far)
+    box_lo, box_hi = mr.feature_box
+    edge = torch.maximum(torch.minimum(f, box_hi), box_lo)
+    assert torch.all(edge <= hi + mr.config.meta_nml.box_margin * (hi - lo) + 1e-4)
+    raw_edge = edge * mr.sd + mr.mu
+    assert torch.allclose(mr(far), mr(raw_edge), atol=1e-5)
