@@ -58,6 +58,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -89,7 +90,7 @@ class BenchConfig:
     mural: MuralConfig | None = None  # None: MuralConfig.for_device (logged)
     cnml_grid: int = 12
     cnml_max_data: int = 200
-    cnml: CNMLConfig = field(default_factory=lambda: CNMLConfig(steps=100, lr=1e-2))
+    cnml: CNMLConfig = field(default_factory=CNMLConfig)
     sac_steps: int = 20_000
     sac_episode_steps: int = 100  # the authors' maze episodes
     retrain_every: int = 1000  # SAC: the authors' epoch length
@@ -397,6 +398,14 @@ def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
 
 
 # ---------------------------------------------------------------------------------------------- SAC agent
+class _SparseSuccessReward(gym.Wrapper):
+    """The sparse task reward for a model-free agent: ``float(info["success"])`` on every step."""
+
+    def step(self, action):
+        obs, _, term, trunc, info = self.env.step(action)
+        return obs, float(bool(info.get("success", False))), term, trunc, info
+
+
 def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
     """SB3 SAC (the authors' settings) on the task with ``kind``'s reward, until the first success or the budget."""
     import gymnasium as gym
@@ -414,6 +423,8 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
         env = MuralRewardWrapper(env, shaper, retrain_every=cfg.retrain_every)
     elif shaper is not None:   # exact CNML on a grid: the generic wrapper retrains any shaper with update()
         env = RewardShaperWrapper(env, shaper, retrain_every=cfg.retrain_every)
+    else:   # sparse: 1 on success, whatever the env's own reward is (Meta-World's is shaped)
+        env = _SparseSuccessReward(env)
     rec = {"pos": [], "first": None, "steps": 0, "maps": {}}
     every = max(cfg.sac_steps // 4, 1)
 
