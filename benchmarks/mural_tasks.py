@@ -408,7 +408,6 @@ class _SparseSuccessReward(gym.Wrapper):
 
 def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
     """SB3 SAC (the authors' settings) on the task with ``kind``'s reward, until the first success or the budget."""
-    import gymnasium as gym
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
