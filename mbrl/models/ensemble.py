@@ -22,7 +22,10 @@ bias copy followed by a separate activation pass: no bias copy, one pass over ea
 oneDNN's AVX-512 / AVX512-BF16 / AMX GEMMs. The input standardisation, the log-variance bounds, the sampling
 and the state update stay in float32; only the matrix products (and the stored hidden activations) use the
 matrix-product dtype, which is the parameter dtype unless :attr:`ProbabilisticEnsemble.matmul_dtype` is set
-(e.g. ``torch.bfloat16`` on a float32 model: bf16 products, float32 everything else). It equals the eager
+(e.g. ``torch.bfloat16`` on a float32 model: bf16 products, float32 everything else). The normalisers'
+scales and the upper log-variance bound are folded into the cached first and output layers, so the
+epilogue (bounds, raw std, sampling, state update) is one short element-wise chain (issue 20; see
+:meth:`ProbabilisticEnsemble._fused_weights`). It equals the eager
 path (:meth:`forward`) within float rounding (tested); ``model.fused = False`` restores the eager path, which
 is also used whenever gradients are needed, on other devices and for float64/float16.
 """
@@ -241,42 +244,68 @@ class ProbabilisticEnsemble(nn.Module):
         view.__dict__["_fused_cache"] = None
         return view
 
-    def _fused_dtype(self, x: torch.Tensor) -> torch.dtype | None:
-        """Matrix-product dtype of the fused path for input ``x``, or None when the eager path must run."""
-        if not self.fused or x.device.type != "cpu" or not onednn_fused_available():
+    def _fused_dtype(self, *xs: torch.Tensor) -> torch.dtype | None:
+        """Matrix-product dtype of the fused path for inputs ``xs``, or None when the eager path must run."""
+        if not self.fused or xs[0].device.type != "cpu" or not onednn_fused_available():
             return None
         p = self.max_logvar
-        if torch.is_grad_enabled() and (p.requires_grad or x.requires_grad):
+        if torch.is_grad_enabled() and (p.requires_grad or any(x.requires_grad for x in xs)):
             return None  # training / differentiating through the model: autograd needs the eager ops
         mm = self.matmul_dtype if self.matmul_dtype is not None else p.dtype
         if mm not in _FUSED_DTYPES or p.dtype not in _FUSED_DTYPES:
             return None
         return mm
 
-    def _fused_weights(self, mm: torch.dtype) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
-        """Per layer: (``[out, in]`` contiguous weight per member in ``mm``, float32 ``[out]`` bias per member).
+    def _fused_weights(self, mm: torch.dtype) -> tuple[list, torch.Tensor, torch.Tensor] | None:
+        """The fused path's cached weights: ``(layers, c1[O], c2[O])``, or None when the head cannot be folded.
 
-        Cached; the cache is rebuilt when any parameter is replaced or modified in place (``_version``)."""
-        params = (*self.weights, *self.biases)
-        key = (mm, tuple((q.data_ptr(), q._version) for q in params))
+        ``layers[l] = ([out, in] weight per member in ``mm``, float32 ``[out]`` bias per member)``, with the
+        normalisers and the upper log-variance bound folded in (exact algebra, only rounding differs):
+
+        * first layer: weight rows divided by the input std (the input is centred, not scaled, before it);
+        * output layer, mean half: scaled by the target std, the target mean added to its bias, so it
+          returns the raw delta ``denorm(mean) - obs`` directly;
+        * output layer, log-variance half: negated with ``max_logvar`` in its bias, so it returns
+          ``z = max_logvar - logvar`` (the argument of the first soft bound).
+
+        With ``c1 = exp(min_logvar / 2) * std_out`` and ``c2 = exp(max_logvar - min_logvar)``, the two soft
+        bounds and the raw standard deviation collapse to one element-wise chain,
+        ``std = c1 * sqrt(1 + c2 / (1 + exp(z)))`` (see :meth:`_fused_head`). ``c2`` overflows float32 only for
+        bounds more than 80 nats apart; the eager path then runs. The cache is rebuilt when any parameter or
+        normaliser statistic is replaced or modified in place (``_version``)."""
+        tensors = (*self.weights, *self.biases, self.max_logvar, self.min_logvar, self.in_normalizer.std,
+                   self.out_normalizer.mean, self.out_normalizer.std)
+        key = (mm, tuple((q.data_ptr(), q._version) for q in tensors))
         cache = self._fused_cache
         if cache is None or cache[0] != key:
-            layers = []
             with torch.no_grad():
-                for w, b in zip(self.weights, self.biases):
-                    wt = w.detach().transpose(1, 2).to(mm).contiguous()            # [E, out, in]
-                    bf = b.detach().to(torch.float32).reshape(b.shape[0], -1)      # [E, out]
-                    layers.append((list(wt.unbind(0)), list(bf.unbind(0))))
-            self._fused_cache = cache = (key, layers)
+                f32 = torch.float32
+                hi, lo = self.max_logvar.detach().to(f32).reshape(-1), self.min_logvar.detach().to(f32).reshape(-1)
+                sd_out, mu_out = self.out_normalizer.std.to(f32), self.out_normalizer.mean.to(f32)
+                c1, c2 = torch.exp(0.5 * lo) * sd_out, torch.exp(hi - lo)
+                ws = [w.detach().to(f32) for w in self.weights]
+                bs = [b.detach().to(f32).reshape(b.shape[0], -1) for b in self.biases]   # [E, out]
+                ws[0] = ws[0] / self.in_normalizer.std.to(f32)[None, :, None]
+                O = self.obs_dim
+                ws[-1] = torch.cat([ws[-1][..., :O] * sd_out, -ws[-1][..., O:]], dim=-1)
+                bs[-1] = torch.cat([bs[-1][:, :O] * sd_out + mu_out, hi - bs[-1][:, O:]], dim=-1)
+                layers = [(list(w.transpose(1, 2).to(mm).contiguous().unbind(0)), list(b.contiguous().unbind(0)))
+                          for w, b in zip(ws, bs)]
+                ok = bool(torch.isfinite(c2).all() and (hi - lo).max() < 80)
+            self._fused_cache = cache = (key, (layers, c1, c2) if ok else None)
         return cache[1]
 
-    def _forward_fused(self, x_norm: torch.Tensor, mm: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` on the fused path: ``x_norm[E, N, in]`` -> float32 ``(mean, logvar)`` ``[E, N, O]``."""
+    def _fused_head(self, obs: torch.Tensor, act: torch.Tensor, mm: torch.dtype):
+        """The fused path: raw ``(delta_mean, std)`` of the next observation, each float32 ``[E, N, O]``, or
+        None (eager path). ``obs[E, N, O]``, ``act[E, N, A]`` (see :meth:`_fused_weights` for the folding)."""
+        folded = self._fused_weights(mm)
+        if folded is None:
+            return None
+        layers, c1, c2 = folded
         op = torch.ops.mkldnn._linear_pointwise
-        layers = self._fused_weights(mm)
         attr = _ONEDNN_ATTR.get(self.activation)
         n = len(layers) - 1
-        x = x_norm.to(mm)
+        x = torch.cat([obs, act], dim=-1).to(torch.float32).sub_(self.in_normalizer.mean).to(mm)
         outs = []
         for e in range(self.ensemble_size):
             h = x[e]
@@ -289,21 +318,12 @@ class ProbabilisticEnsemble(nn.Module):
                         h = self._act(h)
             outs.append(h)
         out = torch.stack(outs).to(torch.float32)
-        mean, logvar = out.split(self.obs_dim, dim=-1)
-        hi, lo = self.max_logvar.to(torch.float32), self.min_logvar.to(torch.float32)
-        logvar = hi - F.softplus(hi - logvar)
-        logvar = lo + F.softplus(logvar - lo)
-        return mean, logvar
-
-    def _mean_logvar(self, x_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused path when it applies (float32 outputs), else :meth:`forward` (parameter dtype)."""
-        mm = self._fused_dtype(x_norm)
-        if mm is None:
-            return self.forward(x_norm.to(self.max_logvar.dtype))
-        return self._forward_fused(x_norm, mm)
+        delta, z = out.split(self.obs_dim, dim=-1)
+        std = z.exp().add_(1.0).reciprocal_().mul_(c2).add_(1.0).sqrt_().mul_(c1)
+        return delta, std
 
     def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return ``(obs, x_norm)``.
+        """Broadcast ``obs``/``act`` to ``[E, N, .]`` and return them.
 
         Tensors get shape checks only (the planner's hot path: NaN/inf propagate to the predictions, so
         a diverged rollout stays visible); array-likes are converted with :func:`as_tensor` (finite).
@@ -330,8 +350,17 @@ class ProbabilisticEnsemble(nn.Module):
         if act.ndim != 3 or act.shape[:2] != obs.shape[:2] or act.shape[-1] != self.act_dim:
             raise ValueError(f"act must have shape ({E}, {obs.shape[1]}, {self.act_dim}) or "
                              f"({obs.shape[1]}, {self.act_dim}), got {tuple(act.shape)}")
+        return obs, act
+
+    def _eager_head(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on standardised ``cat(obs, act)``: standardised ``(mean, logvar)`` ``[E, N, O]``."""
         x = self.in_normalizer.normalize(torch.cat([obs, act], dim=-1))
-        return obs, x
+        return self.forward(x.to(self.max_logvar.dtype))
+
+    def _head(self, obs: torch.Tensor, act: torch.Tensor):
+        """The fused head's raw ``(delta_mean, std)`` when the fused path applies, else None."""
+        mm = self._fused_dtype(obs, act)
+        return None if mm is None else self._fused_head(obs, act, mm)
 
     def predict(
         self,
@@ -350,12 +379,19 @@ class ProbabilisticEnsemble(nn.Module):
         Returns:
             ``[E, N, O]`` next observations in the dtype of ``obs`` (float32 if ``obs`` is not floating).
         """
-        obs, x = self._inputs(obs, act)
-        mean, logvar = self._mean_logvar(x)
+        obs, act = self._inputs(obs, act)
+        out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
+        head = self._head(obs, act)
+        if head is not None:
+            delta, std = head
+            if not deterministic:
+                delta = delta.addcmul_(std, torch.randn(delta.shape, generator=generator, device=delta.device,
+                                                        dtype=delta.dtype))
+            return torch.add(obs, delta).to(out_dtype)
+        mean, logvar = self._eager_head(obs, act)
         if not deterministic:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             mean = mean + torch.exp(0.5 * logvar) * noise
-        out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
         return (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
 
     def mean_and_var(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,9 +403,13 @@ class ProbabilisticEnsemble(nn.Module):
             ``(mean_next_obs, var)``, each ``[E, N, O]``. Ensemble disagreement (epistemic uncertainty)
             is ``mean_next_obs.var(0)``; ``var`` is each member's aleatoric variance.
         """
-        obs, x = self._inputs(obs, act)
-        mean, logvar = self._mean_logvar(x)
+        obs, act = self._inputs(obs, act)
         out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
+        head = self._head(obs, act)
+        if head is not None:
+            delta, std = head
+            return torch.add(obs, delta).to(out_dtype), std.square().to(out_dtype)
+        mean, logvar = self._eager_head(obs, act)
         mean_next = (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
         var = (torch.exp(logvar) * self.out_normalizer.std.square()).to(out_dtype)
         return mean_next, var

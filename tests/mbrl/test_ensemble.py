@@ -367,16 +367,19 @@ def test_fused_predict_equals_eager_on_a_fixed_seed(activation):
 @settings(max_examples=12, deadline=None)
 @given(E_=st.integers(1, 6), n=st.integers(1, 40), width=st.integers(1, 24), depth=st.integers(1, 3),
        seed=st.integers(0, 1000))
-def test_fused_forward_equals_eager_for_any_shape(E_, n, width, depth, seed):
+def test_fused_head_equals_eager_for_any_shape(E_, n, width, depth, seed):
     model = ProbabilisticEnsemble(O, A, ensemble_size=E_, hidden=(width,) * depth, seed=seed)
     with torch.no_grad():
         for w in model.biases:  # nonzero biases, so that a dropped bias would show
             w.normal_(generator=torch.Generator().manual_seed(seed))
-        x = torch.randn(E_, n, O + A, generator=torch.Generator().manual_seed(seed + 1)) * 3
-        ref = model.forward(x)
-        got = model._forward_fused(x, torch.float32)
+        g = torch.Generator().manual_seed(seed + 1)
+        x = torch.randn(E_, n, O + A, generator=g) * 3
+        model.in_normalizer.fit(torch.randn(50, O + A, generator=g) * 2 + 3)  # folded into the first layer
+        model.out_normalizer.fit(torch.randn(50, O, generator=g) * 0.5 - 1)  # folded into the output layer
+        obs, act = x[..., :O], x[..., O:]
+        ref, got = _both(model, lambda m: m.mean_and_var(obs, act))
     for r, g_ in zip(ref, got):
-        torch.testing.assert_close(g_, r, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g_, r, rtol=1e-4, atol=1e-5)
 
 
 @needs_onednn
@@ -486,3 +489,15 @@ def test_matmul_dtype_view_shares_parameters_and_follows_refits():
     with pytest.raises(ValueError, match="matmul_dtype"):
         model.matmul_dtype = torch.float64
     assert model.matmul_dtype is None
+
+
+@needs_onednn
+def test_fused_head_falls_back_to_eager_when_the_logvar_bounds_are_far_apart():
+    model = _fitted()
+    obs, act = torch.randn(E, 20, O) * 2 + 5, torch.rand(E, 20, A)
+    with torch.no_grad():
+        model.min_logvar.fill_(-100.0)  # exp(max - min) would overflow the folded head's constant
+        assert model._fused_weights(torch.float32) is None
+        ref, got = _both(model, lambda m: m.mean_and_var(obs, act))
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_, r)
