@@ -14,6 +14,12 @@ Modes (``--modes``):
     fp32         the fused inference path of ``ProbabilisticEnsemble`` (mbrl/models/ensemble.py)
     bf16         ``MPCAgent(dtype=torch.bfloat16)``: a bf16 model copy, states fed to it in bf16
     bf16-matmul  float32 agent and states, ``model.matmul_dtype = torch.bfloat16`` (bf16 products only)
+    fp32+disagreement           fp32 with ``EnsembleDisagreement`` as a reward shaper, once per candidate (default)
+    fp32+disagreement-particle  the same penalty on every particle (its form before issue 20)
+    fp32+mural                  fp32 with a fitted ``MuralReward`` (meta-NML, ``small`` preset, 2 features: the
+                                forward and vertical velocities) as an added reward shaper on every particle
+
+The plug-in modes are also reported as a ratio to the plain ``fp32`` planner in the same round (``x plain``).
 
 Every round times, in turn, the floor(s), one action of each mode and, with ``--anchor``, one action of
 mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` (same configuration, run by ``benchmarks/_mbrl_lib_anchor.py`` in
@@ -30,18 +36,26 @@ Writes ``results/planner_speed/planner_speed.json`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks._common import HelpFormatter, machine, matmul_floor, out_dir, pyplot, save_figure, write_json
+from benchmarks._common import (
+    Anchor,
+    HelpFormatter,
+    machine,
+    matmul_floor,
+    out_dir,
+    pyplot,
+    save_figure,
+    write_json,
+)
 from mbrl.agent import MPCAgent
 from mbrl.models import ProbabilisticEnsemble, onednn_fused_available
+from mbrl.penalties import EnsembleDisagreement
 from mbrl.planning import CEM
 from mbrl.tasks import make_task
 from mbrl.train import PETSConfig
@@ -56,8 +70,7 @@ def planner_spec(c: PETSConfig) -> dict:
 CANONICAL = planner_spec(PETSConfig())  # the PETS defaults: 5 x 200^4, CEM 500/50 x 5, horizon 30, 20 particles
 QUICK = planner_spec(PETSConfig(population=100, elites=10, iterations=3, horizon=15, particles=5))
 MODES = ("fp32-eager", "fp32", "bf16", "bf16-matmul")
-ROOT = Path(__file__).resolve().parents[1]
-ANCHOR_PY = ROOT / ".venv-mbrllib" / "bin" / "python"
+PLUGIN_MODES = ("fp32+disagreement", "fp32+disagreement-particle", "fp32+mural")
 
 
 def _sync(device: torch.device) -> None:
@@ -104,7 +117,33 @@ def make_agent(task, cfg: dict, mode: str, device: torch.device, seed: int = 0,
     opt = CEM(population=cfg["population"], elites=cfg["elites"], iterations=cfg["iterations"], alpha=0.1)
     return MPCAgent(model, task.reward_fn, task.termination_fn, task.action_low, task.action_high, optimizer=opt,
                     horizon=cfg["horizon"], particles=cfg["particles"], propagation="ts_inf", dtype=dtype,
-                    device=device, seed=seed, cuda_graphs=cuda_graphs)
+                    device=device, seed=seed, cuda_graphs=cuda_graphs, reward_shapers=plugin_shapers(mode, model))
+
+
+def mural_shaper(obs_dim: int, seed: int = 0):
+    """A fitted ``MuralReward`` on two features (observation entries 8-9: HalfCheetah's forward and vertical
+    velocities): 20 success examples at forward speed 3-4, 1,000 visited states near rest; ``small`` preset with
+    100 classifier steps and 100 meta-updates (enough for timing: a reward's cost does not depend on training)."""
+    from safe_density.mural import MuralConfig, MuralReward
+
+    g = torch.Generator().manual_seed(seed)
+    ex = torch.zeros(20, obs_dim)
+    ex[:, 8], ex[:, 9] = 3 + torch.rand(20, generator=g), 0.3 * torch.randn(20, generator=g)
+    visited = 0.5 * torch.randn(1000, obs_dim, generator=g)
+    mr = MuralReward(ex, method="meta_nml", seed=seed, mode="add", weight=1.0, state_slice=(8, 10),
+                     config=MuralConfig.small(classifier_steps=100, meta_steps=100))
+    return mr.update(visited, progress=False)
+
+
+def plugin_shapers(mode: str, model) -> list:
+    """The reward shapers of a plug-in mode (module docstring); none for the plain modes."""
+    if mode == "fp32+disagreement":
+        return [EnsembleDisagreement(model, 1.0, granularity="candidate")]
+    if mode == "fp32+disagreement-particle":
+        return [EnsembleDisagreement(model, 1.0, granularity="particle")]
+    if mode == "fp32+mural":
+        return [mural_shaper(model.obs_dim)]
+    return []
 
 
 def time_act(agent: MPCAgent, obs, device: torch.device, task) -> tuple[float, float, bool]:
@@ -115,43 +154,6 @@ def time_act(agent: MPCAgent, obs, device: torch.device, task) -> tuple[float, f
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
     ok = bool(np.isfinite(a).all() and (a >= task.action_low - 1e-6).all() and (a <= task.action_high + 1e-6).all())
     return dt, dc, ok
-
-
-class Anchor:
-    """mbrl-lib's planner in its own interpreter (benchmarks/_mbrl_lib_anchor.py)."""
-
-    def __init__(self, task, cfg: dict, device: torch.device, python: Path = ANCHOR_PY):
-        if not Path(python).exists():
-            raise FileNotFoundError(f"{python} not found: run `make mbrl-lib-env` first")
-        spec = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                "obs_dim": task.obs_dim, "act_dim": task.act_dim, "device": str(device),
-                "action_low": np.asarray(task.action_low, float).tolist(),
-                "action_high": np.asarray(task.action_high, float).tolist(), "warmup": 1}
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        # cwd outside the repository, so that `import mbrl` finds mbrl-lib and not this project
-        self.proc = subprocess.Popen([str(python), str(Path(__file__).resolve().parent / "_mbrl_lib_anchor.py"),
-                                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, cwd="/", env=env)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"mbrl-lib anchor exited (code {self.proc.poll()})")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
 
 
 _GROUPS = {"matrix products": ("baddbmm", "bmm", "addmm", "mm", "_linear_pointwise", "matmul", "linear"),
@@ -182,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="HalfCheetah-v5", help="task whose reward/termination and sizes are used")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="planner modes to time")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES + PLUGIN_MODES,
+                   help="planner modes to time (plug-in modes: add fp32, their x-plain reference)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (one action per mode per round)")
     p.add_argument("--anchor", action="store_true", help="also time mbrl-lib 0.2.0 (make mbrl-lib-env)")
     p.add_argument("--profile", action="store_true", help="torch.profiler split of one action per mode")
@@ -254,6 +257,8 @@ def ratio_table(rec: dict, ci: int, modes, cpu_dnn: bool, anchor: bool) -> dict:
             row["x_onednn_fp32_floor"] = float(np.median(t / col("onednn fp32 floor")))
         if anchor and k in modes:
             row["x_mbrl_lib"] = float(np.median(t / col("mbrl-lib")))
+        if k in PLUGIN_MODES and "fp32" in rec:
+            row["x_plain"] = float(np.median(t / col("fp32")))
         if k == "mbrl-lib":
             row["x_own_process_floor"] = float(np.median(t / col("mbrl-lib floor")))
         tab[k] = row
@@ -263,14 +268,15 @@ def ratio_table(rec: dict, ci: int, modes, cpu_dnn: bool, anchor: bool) -> dict:
 def print_table(tab: dict, ok: dict, title: str) -> None:
     """One clock's :func:`ratio_table` under ``title``."""
     print(title)
-    print(f"{'':>18} | {'ms per action':>13} | {'x fp32 floor':>12} | {'x oneDNN floor':>14} | "
-          f"{'x mbrl-lib':>10} | ok")
+    print(f"{'':>26} | {'ms per action':>13} | {'x fp32 floor':>12} | {'x oneDNN floor':>14} | "
+          f"{'x mbrl-lib':>10} | {'x plain':>7} | ok")
     for k, row in tab.items():
         if k == "mbrl-lib floor":
             continue
         dnn = f"{row['x_onednn_fp32_floor']:14.2f}" if "x_onednn_fp32_floor" in row else " " * 14
         vs = f"{row['x_mbrl_lib']:10.2f}" if "x_mbrl_lib" in row else " " * 10
-        print(f"{k:>18} | {row['seconds'] * 1e3:13.1f} | {row['x_fp32_floor']:12.2f} | {dnn} | {vs} | "
+        pl = f"{row['x_plain']:7.2f}" if "x_plain" in row else " " * 7
+        print(f"{k:>26} | {row['seconds'] * 1e3:13.1f} | {row['x_fp32_floor']:12.2f} | {dnn} | {vs} | {pl} | "
               f"{ok.get(k, '')}")
     if "mbrl-lib" in tab:
         print(f"(mbrl-lib: {tab['mbrl-lib']['x_own_process_floor']:.2f} x the floor measured in its own process)")

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 __all__ = [
-    "PLACEMENTS", "SHAPER_MODES", "Constraint", "Controller", "CostFn", "DynamicsModel", "Objective", "Plugins",
-    "RewardShaper", "TrajectoryOptimizer", "TransitionFn", "as_controller", "check_plugins", "is_feasible",
-    "shape_reward", "violation",
+    "GRANULARITIES", "PLACEMENTS", "SHAPER_MODES", "Constraint", "Controller", "CostFn", "DynamicsModel",
+    "Objective", "Plugins", "RewardShaper", "TrajectoryOptimizer", "TransitionFn", "as_controller", "check_plugins",
+    "is_feasible", "shape_reward", "violation",
 ]
 
 #: ``(obs[..., O], act[..., A], next_obs[..., O]) -> [...]``: a task's reward or termination, a reward shaper.
@@ -42,6 +42,7 @@ Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.T
 
 PLACEMENTS = ("current", "imagined")
 SHAPER_MODES = ("add", "replace")
+GRANULARITIES = ("particle", "candidate")
 
 
 # ------------------------------------------------------------------------------------------ protocols
@@ -87,7 +88,12 @@ class RewardShaper(Protocol):
 
     * ``mode``: ``"add"`` (default; ``reward + weight * shaper``) or ``"replace"`` (the shaper's value replaces
       the task reward);
-    * ``weight``: the factor of an added term (default ``1.0``; ignored with ``"replace"``).
+    * ``weight``: the factor of an added term (default ``1.0``; ignored with ``"replace"``);
+    * ``granularity``: ``"particle"`` (default; a planner calls the shaper on every particle) or ``"candidate"``
+      (a planner calls it once per candidate and imagined step, on the mean over the candidate's particles of
+      ``obs`` and ``next_obs``, and every particle gets that value: for terms whose cost is a model evaluation
+      of their own, e.g. :class:`mbrl.penalties.EnsembleDisagreement`). Outside a planner (one real transition)
+      both are the same.
     """
 
     def __call__(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
@@ -164,7 +170,8 @@ def _threshold(i: int, c) -> float:
 def check_plugins(constraints: Sequence = (), reward_shapers: Sequence = ()) -> Plugins:
     """Validate the plug-ins once (the hot path never re-checks them). ``ValueError`` naming the item:
     a constraint without ``cost``/``threshold``, a threshold that is not a finite real, an unknown
-    ``placement``; a shaper that is not callable or has an unknown ``mode`` or a non-finite ``weight``."""
+    ``placement``; a shaper that is not callable or has an unknown ``mode`` or ``granularity`` or a non-finite
+    ``weight``."""
     current, imagined = [], []
     for i, c in enumerate(constraints):
         if not isinstance(c, Constraint):
@@ -178,6 +185,9 @@ def check_plugins(constraints: Sequence = (), reward_shapers: Sequence = ()) -> 
         if not callable(s) or mode not in SHAPER_MODES:
             raise ValueError(f"reward_shapers[{i}] must be a RewardShaper: callable, mode 'add' or 'replace' "
                              f"(got mode {mode!r})")
+        g = getattr(s, "granularity", "particle")
+        if g not in GRANULARITIES:
+            raise ValueError(f"reward_shapers[{i}].granularity must be one of {GRANULARITIES}, got {g!r}")
         w = getattr(s, "weight", 1.0)
         if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not math.isfinite(w):
             raise ValueError(f"reward_shapers[{i}].weight must be a finite real number, got {w!r}")

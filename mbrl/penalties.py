@@ -4,11 +4,20 @@
 Kidambi et al. 2020): ``-weight * sum_d Var_e[mu_e(s, a)]_d``, the spread of the members' mean
 predictions, which grows where the data gave the members no reason to agree. The LDM paper compares
 against it on Hopper (benchmarks/hopper_ldm.py).
+
+Inside a planner it is evaluated once per candidate and imagined step, at the mean of the candidate's particles
+(``granularity = "candidate"``, :class:`mbrl.contracts.RewardShaper`): the one-step disagreement at the state the
+candidate is expected to reach, for ``E`` forwards of ``B * N`` rows instead of ``E`` forwards of every one of the
+``B * N * P`` particles (issue 20: 6.85x the plain planner per particle at the canonical sizes). At the first
+imagined step, and whenever a candidate's particles agree, the two forms are equal; ``granularity="particle"``
+keeps the per-particle form (the mean over particles of the penalty, which also counts the particles' spread).
 """
 
 from __future__ import annotations
 
 import torch
+
+from mbrl.contracts import GRANULARITIES
 
 __all__ = ["EnsembleDisagreement"]
 
@@ -20,16 +29,19 @@ class EnsembleDisagreement:
         model: an ensemble with ``mean_and_var(obs, act) -> (mean[E, ..., O], var)``.
         weight: penalty scale (> 0). The call returns ``-disagreement``; planners add
             ``weight * shaper(obs, act, next_obs)``, i.e. ``-weight * disagreement``.
+        granularity: ``"candidate"`` (default: at each candidate's mean state) or ``"particle"`` (module docstring).
     """
 
     mode = "add"
 
-    def __init__(self, model, weight: float = 1.0) -> None:
+    def __init__(self, model, weight: float = 1.0, granularity: str = "candidate") -> None:
         if not hasattr(model, "mean_and_var"):
             raise ValueError("model must provide mean_and_var(obs, act)")
         if not (float(weight) > 0):
             raise ValueError(f"weight must be > 0, got {weight!r}")
-        self.model, self.weight = model, float(weight)
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        self.model, self.weight, self.granularity = model, float(weight), granularity
 
     def disagreement(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """``obs[..., O]``, ``act[..., A]`` -> ``[...]``: summed variance of the members' means."""
@@ -41,7 +53,8 @@ class EnsembleDisagreement:
         if p is not None and p.dtype != o.dtype:
             o, a = o.to(p.dtype), a.to(p.dtype)
         mean, _ = mdl.mean_and_var(o, a)
-        return mean.float().var(0, unbiased=False).sum(-1).reshape(lead)
+        dev = mean.float() - mean.float().mean(0)  # (torch.var over the leading dim is 10x slower on CPU)
+        return dev.square().sum(-1).mean(0).reshape(lead)
 
     def __call__(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         return -self.disagreement(obs, act)

@@ -17,9 +17,10 @@ The return of a particle is the sum of its rewards until termination (the step t
 later steps add 0 and the state is frozen); the return of a candidate is the mean over its particles.
 The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward shaper ``s``:
 ``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
-``weight * s(...)`` (``weight`` defaults to 1). Constraints (``threshold`` and ``cost(obs, act)``) give
-a violation per candidate, according to where each constraint applies (its ``placement``, see
-:func:`mbrl.contracts.check_plugins`):
+``weight * s(...)`` (``weight`` defaults to 1); a shaper with ``granularity == "candidate"`` is called once per
+candidate and step, on the mean of the candidate's particles (:class:`_Candidates`). Constraints (``threshold``
+and ``cost(obs, act)``) give a violation per candidate, according to where each constraint applies (its
+``placement``, see :func:`mbrl.contracts.check_plugins`):
 
 * ``"current"`` (e.g. the LDM, whose ``G(s, a) <= c`` at the real state already guarantees the whole future):
   ``relu(cost(s_0, a_0) - threshold)`` on the real start state and each candidate's first action only, once,
@@ -111,12 +112,48 @@ def _predict(model, propagation: str, state, act, generator, E: int, C: int):
     return out.mean(0).to(state.dtype)
 
 
-def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead):
-    """The task reward, then each shaper in turn (:func:`mbrl.contracts.shape_reward`)."""
+class _Candidates:
+    """Per-candidate means of the particles' states, for shapers with ``granularity == "candidate"``.
+
+    ``cand[...]``: the candidate (``b * N + n``) of every row or slot (layout of :func:`_layout`), ``BN`` for TS-inf
+    padding slots (a discarded extra row, so padding never counts); ``act_bn[H, BN, A]``: each candidate's actions.
+    The means (and the actions the shaper sees) are float32 whatever the rollout's dtype."""
+
+    def __init__(self, cand: torch.Tensor, P: int, act_bn: torch.Tensor):
+        self.cand, self.P, self.act_bn, self.BN = cand.reshape(-1), P, act_bn, act_bn.shape[1]
+        self.real = self.cand.clamp(max=self.BN - 1)  # where each row reads its candidate's value back
+
+    def value(self, shaper, state, nxt, t: int, cache: dict) -> torch.Tensor:
+        """``shaper`` on the candidates' mean states at step ``t``, given back to every particle (``[...]``)."""
+        if not cache:  # one scatter for both states, shared by every candidate-granularity shaper of this step
+            both = torch.cat([state, nxt], dim=-1).reshape(-1, 2 * state.shape[-1]).to(torch.float32)
+            out = torch.zeros(self.BN + 1, both.shape[-1], device=both.device)
+            cache["s"], cache["n"] = out.index_add_(0, self.cand, both, alpha=1.0 / self.P)[: self.BN].chunk(2, -1)
+        v = shaper(cache["s"], self.act_bn[t].to(torch.float32), cache["n"])
+        return v[self.real].reshape(state.shape[:-1])
+
+
+def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead, cands: _Candidates | None, t: int):
+    """The task reward, then each shaper in turn (:func:`mbrl.contracts.shape_reward`); shapers with
+    ``granularity == "candidate"`` see each candidate's mean state once (:class:`_Candidates`)."""
     r = reward_fn(state, act, nxt).to(acc)
+    cache: dict = {}
     for s in reward_shapers:
-        r = shape_reward(r, s(state, act, nxt).to(acc), s)
+        if cands is not None and getattr(s, "granularity", "particle") == "candidate":
+            v = cands.value(s, state, nxt, t, cache)
+        else:
+            v = s(state, act, nxt)
+        r = shape_reward(r, v.to(acc), s)
     return torch.broadcast_to(r, lead)
+
+
+def _candidates(act_bn, propagation: str, P: int, R: int, slot_rows, valid) -> _Candidates | None:
+    """The :class:`_Candidates` of a rollout's layout (None with one particle per candidate: nothing to average)."""
+    if P == 1:
+        return None
+    if propagation == "ts_inf":
+        return _Candidates(torch.where(valid, slot_rows // P, act_bn.shape[1]), P, act_bn)
+    return _Candidates(torch.arange(R, device=act_bn.device) // P, P, act_bn)
 
 
 def current_violation(current, obs0, actions, acc):
@@ -203,6 +240,8 @@ def rollout(
 
     state, act_all, C, slot_rows, valid = _layout(obs0.to(run), act_bn, propagation, N, P, E)
     lead = state.shape[:-1]
+    cands = (_candidates(act_bn, propagation, P, R, slot_rows, valid)
+             if any(getattr(s, "granularity", "particle") == "candidate" for s in plugins.shapers) else None)
     total, viol = torch.zeros(lead, dtype=acc, device=dev), torch.zeros(lead, dtype=acc, device=dev)
     alive, bad = torch.ones(lead, dtype=torch.bool, device=dev), torch.zeros(lead, dtype=torch.bool, device=dev)
 
@@ -211,7 +250,7 @@ def rollout(
         nxt = _predict(model, propagation, state, act, generator, E, C)
         for c, thr in plugins.imagined:  # a terminated particle's frozen state keeps counting (no escape by falling)
             viol = viol + violation(c.cost(state, act).to(acc), thr)
-        r = _reward(reward_fn, plugins.shapers, state, act, nxt, acc, lead)
+        r = _reward(reward_fn, plugins.shapers, state, act, nxt, acc, lead, cands, t)
         done = (torch.zeros(lead, dtype=torch.bool, device=dev) if termination_fn is None
                 else torch.broadcast_to(termination_fn(state, act, nxt).to(torch.bool), lead))
         finite = torch.isfinite(nxt.sum(-1, dtype=acc) + r)  # any NaN/inf in the state or the reward
