@@ -15,7 +15,9 @@ Scripts:
     train_hopper_behaviour  trains the shipped Hopper behaviour policies (stable-baselines3)
     hopper_gait_search      finds the scripted Hopper gaits (the fallback data) by CEM
     pets                    PETS learning curves on the MuJoCo tasks
-    planner_speed           seconds per MPC action against the matrix-product floor and mbrl-lib
+    planner_speed           seconds per MPC action against the matrix-product floor and mbrl-lib, and the cost of
+                            the plug-ins (disagreement penalty, MURAL reward) inside the planner
+    fit_speed               seconds per PETS ensemble fit against mbrl-lib's ModelTrainer
     memory                  resident memory over a long run through a bounded replay buffer
     mural_tasks             MURAL vs exact CNML vs a classifier vs sparse rewards on mazes, Meta-World push
                             and Pusher (Pusher-goal-v5)
@@ -24,6 +26,6 @@ Scripts:
     rcad_small_data         RCAD vs ERM, label smoothing and FGSM at small data
 
 ``_common`` holds everything two scripts share; a script imports only the library and ``benchmarks._common``.
-``_mbrl_lib_anchor`` is not a script of this package: ``planner_speed --anchor`` starts it by its path under
-mbrl-lib's own interpreter (mbrl-lib's import name ``mbrl`` clashes with ours).
+``_mbrl_lib_anchor`` is not a script of this package: ``planner_speed --anchor`` and ``fit_speed`` start it by its
+path under mbrl-lib's own interpreter (mbrl-lib's import name ``mbrl`` clashes with ours).
 """

@@ -2,7 +2,7 @@
 
 * output folders, JSON, figures and the help formatter of every script;
 * :func:`matmul_floor`, the matrix-product floor of ``planner_speed``, also measured by ``_mbrl_lib_anchor``
-  in mbrl-lib's interpreter;
+  in mbrl-lib's interpreter, and :func:`fit_data`, the transitions both sides of ``fit_speed`` train on;
 * the Hopper LDM pipeline that ``hopper_ldm`` and ``demo`` run (behaviour data, dynamics ensemble, density,
   LDM, thresholds, the MPC agent and one episode toward a target);
 * the wrapped-policy pipeline that ``ldm_wrap_policy`` and ``demo`` run (the forward policy's data and LDM, one
@@ -20,12 +20,15 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+ANCHOR_PY = Path(__file__).resolve().parents[1] / ".venv-mbrllib" / "bin" / "python"
 
 if TYPE_CHECKING:  # annotations only (see the module docstring)
     from mbrl.agent import MPCAgent
@@ -97,6 +100,57 @@ def ray_runtime_env() -> dict:
 
 
 # ------------------------------------------------------------------------------------ planner_speed's floor
+class Anchor:
+    """mbrl-lib 0.2.0 in its own interpreter (benchmarks/_mbrl_lib_anchor.py): its planner (``planner_speed``) and
+    its ``ModelTrainer`` (``fit_speed``), asked one JSON command at a time; ``extra`` joins the spec it is sent."""
+
+    def __init__(self, task, cfg: dict, device: torch.device, python: Path | None = None, **extra):
+        python = Path(python) if python is not None else ANCHOR_PY
+        if not Path(python).exists():
+            raise FileNotFoundError(f"{python} not found: run `make mbrl-lib-env` first")
+        spec = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                "obs_dim": task.obs_dim, "act_dim": task.act_dim, "device": str(device),
+                "action_low": np.asarray(task.action_low, float).tolist(),
+                "action_high": np.asarray(task.action_high, float).tolist(), "warmup": 1, **extra}
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        # cwd outside the repository, so that `import mbrl` finds mbrl-lib and not this project
+        self.proc = subprocess.Popen([str(python), str(Path(__file__).resolve().parent / "_mbrl_lib_anchor.py"),
+                                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd="/", env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"mbrl-lib anchor exited (code {self.proc.poll()})")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def fit_data(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(obs[n, O], act[n, A], next_obs[n, O])`` float32, the same in any process for the same arguments: the
+    transitions on which ``fit_speed`` times our ensemble fit and mbrl-lib's ``ModelTrainer`` (a smooth random
+    map plus noise, so the models have something to learn)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n, obs_dim)).astype(np.float32)
+    act = rng.uniform(-1, 1, (n, act_dim)).astype(np.float32)
+    w = rng.standard_normal((obs_dim + act_dim, obs_dim)).astype(np.float32) / np.sqrt(obs_dim + act_dim)
+    nxt = obs + 0.1 * np.tanh(np.concatenate([obs, act], 1) @ w) + 0.01 * rng.standard_normal((n, obs_dim))
+    return obs, act, nxt.astype(np.float32)
+
+
 def matmul_floor(in_dim: int, out_dim: int, cfg: dict, device: torch.device, repeats: int,
                  graph: bool = False, cpu_time: bool = False) -> float | tuple[float, float]:
     """Seconds for the batched products of one action: ``iterations * horizon`` forwards, fp32, no TF32.

@@ -6,6 +6,8 @@ stdin/stdout, one JSON line per command, which lets it alternate mbrl-lib's acti
 
     act      -> {"seconds": s, "cpu_seconds": c, ...}   one TrajectoryOptimizerAgent.act (replan_freq 1)
     floor    -> {"seconds": s, "cpu_seconds": c}        the fp32 matrix-product floor of one action here
+    fit      -> {"seconds": s, "cpu_seconds": c, "val_mse": m}   one ModelTrainer.train of a fresh ensemble on
+                ``fit_data(cfg["fit_transitions"])`` (``fit_speed``; batch 32, Adam 1e-3, 10 % validation)
 
 (``seconds``: wall clock; ``cpu_seconds``: this process's CPU time, all threads, which a loaded machine
 inflates much less than the wall clock.)
@@ -36,7 +38,7 @@ import time
 
 import numpy as np
 import torch
-from _common import matmul_floor
+from _common import fit_data, matmul_floor
 
 
 class _Spaces:
@@ -101,13 +103,48 @@ def build_agent(cfg: dict):
     return agent, obs0
 
 
+def fit_once(cfg: dict) -> dict:
+    """One fit of a fresh ensemble by mbrl-lib's ``ModelTrainer`` (the ``fit`` command of the module docstring):
+    PETS settings as in mbrl-lib's ``pets`` configs (bootstrapped members, batch 32, Adam lr 1e-3 with weight
+    decay 5e-5, validation on 10 % after every epoch), ``cfg["fit_epochs"]`` epochs; the timer covers the
+    normaliser update, the iterators and ``train``."""
+    import mbrl.util.common as common
+    from mbrl.util.replay_buffer import ReplayBuffer
+
+    import mbrl.models as models
+
+    obs_dim, act_dim, n = cfg["obs_dim"], cfg["act_dim"], cfg["fit_transitions"]
+    obs, act, nxt = fit_data(n, obs_dim, act_dim, cfg.get("seed", 0))
+    torch.manual_seed(cfg.get("seed", 0))
+    device = cfg.get("device", "cpu")
+    net = models.GaussianMLP(obs_dim + act_dim, obs_dim, device, num_layers=len(cfg["hidden"]),
+                             ensemble_size=cfg["ensemble"], hid_size=cfg["hidden"][0], deterministic=False,
+                             propagation_method="fixed_model", activation_fn_cfg={"_target_": "torch.nn.SiLU"})
+    dyn = models.OneDTransitionRewardModel(net, target_is_delta=True, normalize=True,
+                                           normalize_double_precision=True, learned_rewards=False)
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    buf = ReplayBuffer(n, (obs_dim,), (act_dim,), rng=rng)
+    for i in range(n):
+        buf.add(obs[i], act[i], nxt[i], 0.0, False, False)
+    t0, c0 = time.perf_counter(), time.process_time()
+    dyn.update_normalizer(buf.get_all())
+    train, val = common.get_basic_buffer_iterators(buf, 32, 0.1, ensemble_size=cfg["ensemble"],
+                                                   shuffle_each_epoch=True, bootstrap_permutes=False)
+    trainer = models.ModelTrainer(dyn, optim_lr=1e-3, weight_decay=5e-5)
+    _, val_scores = trainer.train(train, val, num_epochs=cfg["fit_epochs"], patience=cfg["fit_epochs"] + 1,
+                                  silent=True)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": dt, "cpu_seconds": dc, "val_mse": float(val_scores[-1]) if val_scores else None}
+
+
 def serve(cfg: dict) -> None:
     """Answer ``act`` / ``floor`` / ``quit`` lines on stdin (module docstring)."""
     import mbrl
 
-    agent, obs = build_agent(cfg)
+    fit_only = cfg.get("fit_only", False)
+    agent, obs = (None, None) if fit_only else build_agent(cfg)
     device = torch.device(cfg.get("device", "cpu"))
-    for _ in range(cfg.get("warmup", 1)):
+    for _ in range(0 if fit_only else cfg.get("warmup", 1)):
         agent.act(obs)
     print(json.dumps({"ready": True, "mbrl_version": getattr(mbrl, "__version__", "?"),
                       "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
@@ -125,6 +162,8 @@ def serve(cfg: dict) -> None:
         elif cmd == "floor":
             s, c = matmul_floor(cfg["obs_dim"] + cfg["act_dim"], cfg["obs_dim"], cfg, device, 1, cpu_time=True)
             print(json.dumps({"seconds": s, "cpu_seconds": c}), flush=True)
+        elif cmd == "fit":
+            print(json.dumps(fit_once(cfg)), flush=True)
         elif cmd == "quit":
             break
         else:

@@ -415,14 +415,27 @@ class ProbabilisticEnsemble(nn.Module):
         return mean_next, var
 
     # ------------------------------------------------------------------ training
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PETS training loss (module docstring) for ``x[E, B, in]``, ``y[E, B, O]``; returns (total, nll)."""
+    def loss(self, x: torch.Tensor, y: torch.Tensor, decay: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """PETS training loss (module docstring) for ``x[E, B, in]``, ``y[E, B, O]``; returns (total, nll).
+
+        ``decay=False`` leaves out the per-layer L2 term; :meth:`optimizer_groups` then applies it as Adam's weight
+        decay (the training loop does, which saves a pass over every weight and its backward per minibatch)."""
         mean, logvar = self.forward(x)
         nll = ((mean - y).square() * torch.exp(-logvar)).mean((1, 2)) + logvar.mean((1, 2))
         nll = nll.sum()
-        decay = sum(wd * 0.5 * w.square().sum() for wd, w in zip(self.weight_decay, self.weights) if wd > 0)
         bounds = self.logvar_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
-        return nll + decay + bounds, nll
+        if not decay:
+            return nll + bounds, nll
+        l2 = sum(wd * 0.5 * w.square().sum() for wd, w in zip(self.weight_decay, self.weights) if wd > 0)
+        return nll + l2 + bounds, nll
+
+    def optimizer_groups(self) -> list[dict]:
+        """Parameter groups whose ``weight_decay`` is the loss's per-layer L2 coefficient: the gradient of
+        ``wd / 2 * ||W||^2`` is ``wd * W``, exactly what Adam's (coupled, not AdamW's) weight decay adds to the
+        gradient, so ``Adam(model.optimizer_groups())`` on ``loss(decay=False)`` takes the steps of ``Adam`` on
+        ``loss()``."""
+        return [*({"params": [w], "weight_decay": wd} for w, wd in zip(self.weights, self.weight_decay)),
+                {"params": [*self.biases, self.max_logvar, self.min_logvar], "weight_decay": 0.0}]
 
     @torch.no_grad()
     def holdout_mse(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:

@@ -4,7 +4,9 @@
 model's own loss (:meth:`~mbrl.models.ProbabilisticEnsemble.loss`): a shuffled train/holdout split, one
 bootstrap resample per member, per-member row shuffles every epoch (PETS ``shuffle_rows``), Adam, and early
 stopping on the holdout MSE with every member rolled back to its own best epoch. The model only has to offer
-``loss``, ``holdout_mse``, its normalisers and its parameters, so another ensemble can reuse this loop.
+``loss`` (with ``decay=False``), ``optimizer_groups`` (the L2 term as Adam's weight decay), ``holdout_mse``, its
+normalisers and its parameters, so another ensemble can reuse this loop. ``train_loss`` is the mean minibatch
+loss without the L2 term.
 """
 
 from __future__ import annotations
@@ -147,12 +149,22 @@ def _epoch(model, opt, x_tr, y_tr, idx, batch_size: int, gen: torch.Generator) -
     total = torch.zeros((), dtype=torch.float64, device=dev)
     for b in range(n_batches):
         bi = ep_idx[:, b * batch_size : (b + 1) * batch_size]
-        loss, _ = model.loss(x_tr[bi], y_tr[bi])
+        loss, _ = model.loss(x_tr[bi], y_tr[bi], decay=False)  # the L2 term is Adam's weight decay (_adam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += loss.detach()
     return float(total) / n_batches
+
+
+def _adam(groups: list[dict], lr: float) -> torch.optim.Adam:
+    """Adam over ``groups``: torch's fused kernel (one pass per step over every parameter; 25-35 % less time per
+    PETS fit on 2 CPU cores than the per-tensor loop, issue 20) where this torch and device have it, else the
+    multi-tensor ``foreach`` form."""
+    try:
+        return torch.optim.Adam(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(groups, lr=lr, foreach=True)
 
 
 @fit_threads()
@@ -176,7 +188,7 @@ def fit_ensemble(model, data, config: FitConfig | None = None, **overrides) -> d
     x_tr, y_tr, x_ho, y_ho = _split(model, obs, act, next_obs, cfg, gen)
     E, n_tr = model.ensemble_size, x_tr.shape[0]
     idx = torch.randint(n_tr, (E, n_tr), generator=gen) if cfg.bootstrap else torch.arange(n_tr).expand(E, n_tr)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = _adam(model.optimizer_groups(), cfg.lr)
     best, since = _BestMembers(model), 0
     hist: dict = {"train_loss": [], "holdout_mse": [], "best_epoch": best.epoch}
     bar = tqdm(range(cfg.epochs), desc="fit ensemble", unit="epoch", disable=not cfg.progress, leave=False)

@@ -501,3 +501,21 @@ def test_fused_head_falls_back_to_eager_when_the_logvar_bounds_are_far_apart():
         ref, got = _both(model, lambda m: m.mean_and_var(obs, act))
     for r, g_ in zip(ref, got):
         torch.testing.assert_close(g_, r)
+
+
+def test_adam_weight_decay_groups_take_the_steps_of_the_l2_loss():
+    """``Adam(optimizer_groups())`` on ``loss(decay=False)`` = ``Adam`` on ``loss()`` (the fit's fast form)."""
+    a, b = _small(seed=3), _small(seed=3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(E, 16, O + A, generator=g), torch.randn(E, 16, O, generator=g)
+    opt_a = torch.optim.Adam(a.parameters(), lr=1e-2, foreach=False)
+    opt_b = torch.optim.Adam(b.optimizer_groups(), lr=1e-2, foreach=False)
+    for _ in range(5):
+        for m, opt, decay in ((a, opt_a, True), (b, opt_b, False)):
+            opt.zero_grad()
+            m.loss(x, y, decay=decay)[0].backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+    assert sum(len(gr["params"]) for gr in b.optimizer_groups()) == len(list(b.parameters()))
+    assert not torch.equal(a.weights[0], _small(seed=3).weights[0])  # it did train
