@@ -8,7 +8,7 @@ Tasks (``--tasks``): PointMaze U-maze and Medium (``umaze``, ``medium``; gymnasi
 authors' zigzag and spiral mazes, fixed start and goal, ``mbrl/tasks/maze.py``), Meta-World push-v3 (``push``,
 ``mbrl/tasks/metaworld_push.py``) and Pusher-v5's sparse goal variant (``pusher``, ``Pusher-goal-v5`` in
 ``mbrl/tasks/pusher.py``: the object within 5 cm of the fixed goal in xy, 100-step episodes, features the
-object's xy). Rewards (``--rewards``):
+object's xy; ``pusher-tip``: the same task with the object's and the arm tip's xy as features). Rewards (``--rewards``):
 
 * ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward;
 * ``cnml``: exact CNML (two classifiers retrained per query), tabulated once per update on a grid over the
@@ -73,7 +73,10 @@ from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batche
 REWARDS = ("mural", "cnml", "classifier", "sparse")
 AGENTS = ("mpc", "sac")
 TASKS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "push": "MetaWorld-push-v3",
-         "pusher": "Pusher-goal-v5"}
+         "pusher": "Pusher-goal-v5", "pusher-tip": "Pusher-goal-v5"}
+# Options of make_task per task key: ``pusher`` rewards the object's xy, ``pusher-tip`` the object's and the arm tip's
+# xy (the object alone is constant until the tip touches it, so its reward cannot lead the tip there).
+TASK_OPTIONS = {"pusher-tip": {"features": "object+tip"}}
 MAZES = ("umaze", "medium")
 CNML_TASKS = ("umaze", "medium", "pusher")  # 2-D features: exact CNML tabulated on a grid
 PAPER_CLAIM = ("MURAL (meta-NML reward, SAC) reaches the goal on its mazes and on Sawyer push, where "
@@ -125,6 +128,8 @@ PRESETS: dict[str, dict[str, BenchConfig]] = {
         "push": BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=4, max_episode_steps=150),
                             sac_steps=5000, sac_episode_steps=150),
         "pusher": BenchConfig(pets=_PUSHER_PETS, sac_steps=10_000, sac_episode_steps=100, snapshots=(0, 3, 8, 15)),
+        "pusher-tip": BenchConfig(pets=_PUSHER_PETS, sac_steps=10_000, sac_episode_steps=100,
+                                  snapshots=(0, 3, 8, 15)),
     },
     "paper": {  # GPU: the PETS code's sizes, MURAL's published classifier sizes
         "umaze": BenchConfig(pets=PETSConfig(episodes=30, max_episode_steps=300), mural=MuralConfig.published(),
@@ -137,6 +142,9 @@ PRESETS: dict[str, dict[str, BenchConfig]] = {
         "pusher": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=150, max_episode_steps=100),
                               mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=100,
                               snapshots=(1, 10, 50, 150)),
+        "pusher-tip": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=150, max_episode_steps=100),
+                                  mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=100,
+                                  snapshots=(1, 10, 50, 150)),
     },
     "tiny": {k: BenchConfig(**_TINY) for k in TASKS},
 }
@@ -377,7 +385,9 @@ class GoalTracker:
 
 
 def _task(task_key: str, action_repeat: int = 1) -> GoalTask:
-    return make_task(TASKS[task_key], action_repeat=action_repeat) if action_repeat > 1 else make_task(TASKS[task_key])
+    """The :class:`GoalTask` of a task key (:data:`TASKS`, :data:`TASK_OPTIONS`)."""
+    opts = dict(TASK_OPTIONS.get(task_key, {}), **({"action_repeat": action_repeat} if action_repeat > 1 else {}))
+    return make_task(TASKS[task_key], **opts)
 
 
 def run_mpc(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) -> dict:
@@ -414,7 +424,7 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
     from mbrl.wrappers import RewardShaperWrapper
     from safe_density.mural import MuralRewardWrapper
 
-    task = make_task(TASKS[task_key])
+    task = _task(task_key)
     plane = make_plane(task_key, task)
     env = task.make_env(max_episode_steps=cfg.sac_episode_steps)
     shaper = make_reward(kind, task, cfg, seed, device, plane)
@@ -607,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the smallest sizes (seconds per run; its numbers mean nothing)")
     p.add_argument("--tasks", nargs="+", default=["umaze", "medium"], choices=list(TASKS),
                    help="tasks: umaze and medium are PointMaze mazes, push is Meta-World push-v3, pusher is "
-                        "Pusher-v5 with a sparse goal (Pusher-goal-v5)")
+                        "Pusher-v5 with a sparse goal (Pusher-goal-v5), rewarded on the object's xy (pusher) or on "
+                        "the object's and the arm tip's xy (pusher-tip)")
     p.add_argument("--agents", nargs="+", default=["mpc"], choices=list(AGENTS),
                    help="mpc: the library's PETS loop; sac: stable-baselines3 SAC (the 'rl' extra)")
     p.add_argument("--rewards", nargs="+", default=list(REWARDS), choices=list(REWARDS),
@@ -668,7 +679,7 @@ def _collect(jobs: list[tuple], done: list[dict], cfgs: dict[str, BenchConfig]) 
     for (tk, ag, kind, _s), r in zip(jobs, done):
         results.setdefault(tk, {}).setdefault(ag, {}).setdefault(kind, {"runs": []})["runs"].append(r)
     for tk, cfg in cfgs.items():
-        task_steps = make_task(TASKS[tk]).max_episode_steps
+        task_steps = _task(tk).max_episode_steps
         for ag, by_k in results.get(tk, {}).items():
             for res in by_k.values():
                 res["summary"] = summarise(res["runs"], _budget(ag, cfg, task_steps))
@@ -683,14 +694,14 @@ def _collect(jobs: list[tuple], done: list[dict], cfgs: dict[str, BenchConfig]) 
 def _figures(results: dict, cfgs: dict[str, BenchConfig], out: Path) -> dict:
     """Write the map figure and one success-curve figure per task; their file names (in ``out``)."""
     runs = {tk: {ag: v for ag, v in by_a.items() if not ag.startswith("_")} for tk, by_a in results.items()}
-    planes = {tk: make_plane(tk, make_task(TASKS[tk])) for tk in runs}
+    planes = {tk: make_plane(tk, _task(tk)) for tk in runs}
     plot(runs, planes, out / "mural_tasks.png")
     names = {"maps": "mural_tasks.png", "success": {}}
     for tk, by_a in runs.items():
         if not by_a:
             continue
         cfg = cfgs[tk]
-        warm = {"mpc": _episode_steps(cfg, make_task(TASKS[tk]).max_episode_steps) * cfg.pets.warmup_episodes,
+        warm = {"mpc": _episode_steps(cfg, _task(tk).max_episode_steps) * cfg.pets.warmup_episodes,
                 "sac": min(1000, cfg.sac_steps // 2)}
         names["success"][tk] = f"mural_tasks_success_{tk}.png"
         plot_success(by_a, warm, tk, out / names["success"][tk])

@@ -110,3 +110,16 @@ def test_pusher_tiny_through_ray(mt, tmp_path):
     assert list(runs) == ["sparse", "mural"] and all(len(r["runs"]) == 1 for r in runs.values())
     assert runs["mural"]["runs"][0]["maps"] and not (tmp_path / "partial.jsonl").exists()
     _check_png(tmp_path / "mural_tasks_success_pusher.png")
+
+
+def test_pusher_tip_rewards_the_tip_too(mt, tmp_path):
+    """``pusher-tip``: the same task with the arm tip's xy among the reward's features, so the reward can differ
+    between two states whose object is at the same place."""
+    task = mt._task("pusher-tip")
+    assert task.goal_features(torch.zeros(3, task.obs_dim)).shape == (3, 4)
+    assert mt._task("pusher").goal_features(torch.zeros(3, task.obs_dim)).shape == (3, 2)
+    mt.main(["--preset", "tiny", "--tasks", "pusher-tip", "--agents", "mpc", "--rewards", "mural", "--seeds", "0",
+             "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "mural_tasks.json").read_text())
+    run = saved["results"]["pusher-tip"]["mpc"]["mural"]["runs"][0]
+    assert run["env_steps"] > 0 and np.asarray(run["maps"]["0"]).shape == (41, 41)
