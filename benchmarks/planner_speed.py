@@ -14,7 +14,9 @@ Modes (``--modes``):
     fp32         the fused inference path of ``ProbabilisticEnsemble`` (mbrl/models/ensemble.py)
     bf16         ``MPCAgent(dtype=torch.bfloat16)``: a bf16 model copy, states fed to it in bf16
     bf16-matmul  float32 agent and states, ``model.matmul_dtype = torch.bfloat16`` (bf16 products only)
-    fp32+disagreement           fp32 with ``EnsembleDisagreement`` as a reward shaper, once per candidate (default)
+    fp32+disagreement           fp32 with ``EnsembleDisagreement`` as a reward shaper, its default form (from the
+                                propagating members' own predictions, no extra forward)
+    fp32+disagreement-candidate the same penalty, every member at each candidate's mean state
     fp32+disagreement-particle  the same penalty on every particle (its form before issue 20)
     fp32+mural                  fp32 with a fitted ``MuralReward`` (meta-NML, ``small`` preset, 2 features: the
                                 forward and vertical velocities) as an added reward shaper on every particle
@@ -70,7 +72,7 @@ def planner_spec(c: PETSConfig) -> dict:
 CANONICAL = planner_spec(PETSConfig())  # the PETS defaults: 5 x 200^4, CEM 500/50 x 5, horizon 30, 20 particles
 QUICK = planner_spec(PETSConfig(population=100, elites=10, iterations=3, horizon=15, particles=5))
 MODES = ("fp32-eager", "fp32", "bf16", "bf16-matmul")
-PLUGIN_MODES = ("fp32+disagreement", "fp32+disagreement-particle", "fp32+mural")
+PLUGIN_MODES = ("fp32+disagreement", "fp32+disagreement-candidate", "fp32+disagreement-particle", "fp32+mural")
 
 
 def _sync(device: torch.device) -> None:
@@ -138,6 +140,8 @@ def mural_shaper(obs_dim: int, seed: int = 0):
 def plugin_shapers(mode: str, model) -> list:
     """The reward shapers of a plug-in mode (module docstring); none for the plain modes."""
     if mode == "fp32+disagreement":
+        return [EnsembleDisagreement(model, 1.0)]
+    if mode == "fp32+disagreement-candidate":
         return [EnsembleDisagreement(model, 1.0, granularity="candidate")]
     if mode == "fp32+disagreement-particle":
         return [EnsembleDisagreement(model, 1.0, granularity="particle")]

@@ -42,7 +42,7 @@ Objective = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.T
 
 PLACEMENTS = ("current", "imagined")
 SHAPER_MODES = ("add", "replace")
-GRANULARITIES = ("particle", "candidate")
+GRANULARITIES = ("particle", "candidate", "members")
 
 
 # ------------------------------------------------------------------------------------------ protocols
@@ -89,11 +89,15 @@ class RewardShaper(Protocol):
     * ``mode``: ``"add"`` (default; ``reward + weight * shaper``) or ``"replace"`` (the shaper's value replaces
       the task reward);
     * ``weight``: the factor of an added term (default ``1.0``; ignored with ``"replace"``);
-    * ``granularity``: ``"particle"`` (default; a planner calls the shaper on every particle) or ``"candidate"``
+    * ``granularity``: ``"particle"`` (default; a planner calls the shaper on every particle), ``"candidate"``
       (a planner calls it once per candidate and imagined step, on the mean over the candidate's particles of
       ``obs`` and ``next_obs``, and every particle gets that value: for terms whose cost is a model evaluation
-      of their own, e.g. :class:`mbrl.penalties.EnsembleDisagreement`). Outside a planner (one real transition)
-      both are the same.
+      of their own), or ``"members"``: the shaper also has ``from_member_means(delta[..., M, O]) -> [...]``, and a
+      TS-inf planner gives it, per candidate and step, the mean predicted change of each of the ``M`` members that
+      propagate the candidate's particles, averaged over that member's particles (no model call of its own: the
+      propagation computed them; e.g. :class:`mbrl.penalties.EnsembleDisagreement`). Where that is not available
+      (other propagations, one particle, a model whose ``predict`` has no ``return_mean_delta``) ``"members"`` is
+      evaluated as ``"candidate"``. Outside a planner (one real transition) all are the same call.
     """
 
     def __call__(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
@@ -188,6 +192,8 @@ def check_plugins(constraints: Sequence = (), reward_shapers: Sequence = ()) -> 
         g = getattr(s, "granularity", "particle")
         if g not in GRANULARITIES:
             raise ValueError(f"reward_shapers[{i}].granularity must be one of {GRANULARITIES}, got {g!r}")
+        if g == "members" and not callable(getattr(s, "from_member_means", None)):
+            raise ValueError(f"reward_shapers[{i}] has granularity 'members' but no from_member_means method")
         w = getattr(s, "weight", 1.0)
         if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not math.isfinite(w):
             raise ValueError(f"reward_shapers[{i}].weight must be a finite real number, got {w!r}")

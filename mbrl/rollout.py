@@ -18,7 +18,8 @@ later steps add 0 and the state is frozen); the return of a candidate is the mea
 The reward is the task's ``reward_fn(obs, act, next_obs)``, then for each reward shaper ``s``:
 ``mode == "replace"`` replaces it by ``s(obs, act, next_obs)``, ``"add"`` (default) adds
 ``weight * s(...)`` (``weight`` defaults to 1); a shaper with ``granularity == "candidate"`` is called once per
-candidate and step, on the mean of the candidate's particles (:class:`_Candidates`). Constraints (``threshold``
+candidate and step, on the mean of the candidate's particles (:class:`_Candidates`); one with ``"members"`` gets
+the propagating members' mean predicted changes per candidate (:class:`_Members`, TS-inf). Constraints (``threshold``
 and ``cost(obs, act)``) give a violation per candidate, according to where each constraint applies (its
 ``placement``, see :func:`mbrl.contracts.check_plugins`):
 
@@ -41,6 +42,7 @@ copy from :func:`cast_model`), while returns and violations are accumulated in f
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -97,10 +99,12 @@ def _validate(model, obs0, actions, reward_fn) -> tuple[torch.Tensor, torch.Tens
     return obs0, actions
 
 
-def _predict(model, propagation: str, state, act, generator, E: int, C: int):
-    """One imagined step ``state -> next`` of every row under ``propagation`` (module docstring)."""
+def _predict(model, propagation: str, state, act, generator, E: int, C: int, members: bool = False):
+    """One imagined step ``state -> next`` of every row under ``propagation`` (module docstring); with ``members``
+    (TS-inf only) ``(next, mean_delta)``, the rows' mean predicted changes too."""
     if propagation == "ts_inf":
-        return model.predict(state, act, deterministic=False, generator=generator)
+        return model.predict(state, act, deterministic=False, generator=generator, **(
+            {"return_mean_delta": True} if members else {}))
     R, O = state.shape
     if propagation == "ts_1":
         perm = torch.randperm(R, generator=generator, device=state.device)
@@ -133,18 +137,61 @@ class _Candidates:
         return v[self.real].reshape(state.shape[:-1])
 
 
-def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead, cands: _Candidates | None, t: int):
+class _Members:
+    """Per candidate, the mean predicted change of each member that propagates its particles (TS-inf), for shapers
+    with ``granularity == "members"`` (:class:`mbrl.contracts.RewardShaper`).
+
+    Slot ``[e, j]`` of the ``[E, C]`` layout is member ``e``'s; its candidate is ``slot_rows // P``. Member ``e``
+    holds ``len(range(e, P, E))`` particles of every candidate (none when ``e >= P``: those members are left out)."""
+
+    def __init__(self, slot_rows: torch.Tensor, valid: torch.Tensor, P: int, E: int, BN: int):
+        e = torch.arange(E, device=slot_rows.device)[:, None].expand_as(slot_rows)
+        self.cand = (slot_rows // P).reshape(-1)
+        self.index = torch.where(valid, slot_rows // P * E + e, BN * E).reshape(-1)  # padding: a discarded row
+        counts = torch.tensor([len(range(m, P, E)) for m in range(E)], dtype=torch.float32, device=slot_rows.device)
+        self.present = counts > 0
+        self.scale = (1.0 / counts.clamp(min=1.0))[self.present][:, None]             # [M, 1]
+        self.BN, self.E = BN, E
+
+    def value(self, shaper, delta: torch.Tensor) -> torch.Tensor:
+        """``shaper.from_member_means`` of every candidate (``[BN, M, O]``), given back to its slots (``[E, C]``)."""
+        O = delta.shape[-1]
+        out = torch.zeros(self.BN * self.E + 1, O, device=delta.device)
+        out.index_add_(0, self.index, delta.reshape(-1, O).to(torch.float32))
+        means = out[:-1].view(self.BN, self.E, O)[:, self.present] * self.scale
+        return shaper.from_member_means(means)[self.cand].reshape(delta.shape[:-1])
+
+
+def _granularity(shaper) -> str:
+    return getattr(shaper, "granularity", "particle")
+
+
+def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead, cands: _Candidates | None, t: int,
+            members: _Members | None = None, delta: torch.Tensor | None = None):
     """The task reward, then each shaper in turn (:func:`mbrl.contracts.shape_reward`); shapers with
-    ``granularity == "candidate"`` see each candidate's mean state once (:class:`_Candidates`)."""
+    ``granularity == "candidate"`` see each candidate's mean state once (:class:`_Candidates`), those with
+    ``"members"`` the propagating members' mean predicted changes (:class:`_Members`; as ``"candidate"`` where
+    the rollout has none)."""
     r = reward_fn(state, act, nxt).to(acc)
     cache: dict = {}
     for s in reward_shapers:
-        if cands is not None and getattr(s, "granularity", "particle") == "candidate":
+        g = _granularity(s)
+        if g == "members" and members is not None:
+            v = members.value(s, delta)
+        elif g != "particle" and cands is not None:
             v = cands.value(s, state, nxt, t, cache)
         else:
             v = s(state, act, nxt)
         r = shape_reward(r, v.to(acc), s)
     return torch.broadcast_to(r, lead)
+
+
+def _supports_mean_delta(model) -> bool:
+    """Whether ``model.predict`` accepts ``return_mean_delta`` (what ``"members"`` shapers need)."""
+    try:
+        return "return_mean_delta" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _candidates(act_bn, propagation: str, P: int, R: int, slot_rows, valid) -> _Candidates | None:
@@ -240,17 +287,21 @@ def rollout(
 
     state, act_all, C, slot_rows, valid = _layout(obs0.to(run), act_bn, propagation, N, P, E)
     lead = state.shape[:-1]
+    grans = {_granularity(s) for s in plugins.shapers}
+    members = (_Members(slot_rows, valid, P, E, B * N) if "members" in grans and propagation == "ts_inf" and P > 1
+               and _supports_mean_delta(model) else None)
     cands = (_candidates(act_bn, propagation, P, R, slot_rows, valid)
-             if any(getattr(s, "granularity", "particle") == "candidate" for s in plugins.shapers) else None)
+             if "candidate" in grans or ("members" in grans and members is None) else None)
     total, viol = torch.zeros(lead, dtype=acc, device=dev), torch.zeros(lead, dtype=acc, device=dev)
     alive, bad = torch.ones(lead, dtype=torch.bool, device=dev), torch.zeros(lead, dtype=torch.bool, device=dev)
 
     for t in range(H):
         act = act_all[t]
-        nxt = _predict(model, propagation, state, act, generator, E, C)
+        nxt, delta = _predict(model, propagation, state, act, generator, E, C, True) if members else (
+            _predict(model, propagation, state, act, generator, E, C), None)
         for c, thr in plugins.imagined:  # a terminated particle's frozen state keeps counting (no escape by falling)
             viol = viol + violation(c.cost(state, act).to(acc), thr)
-        r = _reward(reward_fn, plugins.shapers, state, act, nxt, acc, lead, cands, t)
+        r = _reward(reward_fn, plugins.shapers, state, act, nxt, acc, lead, cands, t, members, delta)
         done = (torch.zeros(lead, dtype=torch.bool, device=dev) if termination_fn is None
                 else torch.broadcast_to(termination_fn(state, act, nxt).to(torch.bool), lead))
         finite = torch.isfinite(nxt.sum(-1, dtype=acc) + r)  # any NaN/inf in the state or the reward

@@ -368,7 +368,8 @@ class ProbabilisticEnsemble(nn.Module):
         act: torch.Tensor,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        return_mean_delta: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Next observations in raw units: ``obs + denorm(mean + exp(logvar / 2) * noise)``.
 
         Args:
@@ -376,23 +377,30 @@ class ProbabilisticEnsemble(nn.Module):
             act: ``[E, N, A]`` or ``[N, A]``.
             deterministic: return the mean prediction (no noise).
             generator: source of the Gaussian noise (seeded sampling).
+            return_mean_delta: also return each row's mean predicted change ``denorm(mean)``, float32 ``[E, N, O]``
+                (the planner's ensemble-disagreement penalty reads it; no extra forward).
         Returns:
-            ``[E, N, O]`` next observations in the dtype of ``obs`` (float32 if ``obs`` is not floating).
+            ``[E, N, O]`` next observations in the dtype of ``obs`` (float32 if ``obs`` is not floating); with
+            ``return_mean_delta``, ``(next_obs, mean_delta)``.
         """
         obs, act = self._inputs(obs, act)
         out_dtype = obs.dtype if obs.is_floating_point() else torch.float32
         head = self._head(obs, act)
         if head is not None:
             delta, std = head
+            mean_delta = delta.clone() if return_mean_delta else None
             if not deterministic:
                 delta = delta.addcmul_(std, torch.randn(delta.shape, generator=generator, device=delta.device,
                                                         dtype=delta.dtype))
-            return torch.add(obs, delta).to(out_dtype)
+            nxt = torch.add(obs, delta).to(out_dtype)
+            return (nxt, mean_delta) if return_mean_delta else nxt
         mean, logvar = self._eager_head(obs, act)
+        mean_delta = self.out_normalizer.denormalize(mean).float() if return_mean_delta else None
         if not deterministic:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             mean = mean + torch.exp(0.5 * logvar) * noise
-        return (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
+        nxt = (obs + self.out_normalizer.denormalize(mean)).to(out_dtype)
+        return (nxt, mean_delta) if return_mean_delta else nxt
 
     def mean_and_var(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member Gaussian of the next observation in raw units.

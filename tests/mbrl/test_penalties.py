@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -68,6 +70,42 @@ def test_disagreement_equals_a_per_member_reference():
     torch.testing.assert_close(pen(obs, act, obs), -ref, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("E,P", [(5, 10), (5, 7), (4, 3), (3, 1)])
+@pytest.mark.parametrize("fused", [True, False])
+def test_members_form_is_the_one_step_disagreement_at_the_first_step(E, P, fused):
+    """At the first imagined step every particle is the real state: the members form is the one-step disagreement
+    there, over the members that propagate particles (all of them when P >= E; with P < E, members 0..P-1)."""
+    model = _model(E, seed=E + P)
+    model.fused = fused
+    g = torch.Generator().manual_seed(5)
+    obs0, actions = torch.randn(2, O, generator=g), torch.rand(2, 6, 1, A, generator=g) * 2 - 1
+    pen = EnsembleDisagreement(model, weight=1.0)
+    assert pen.granularity == "members"
+    got, _ = rollout(model, obs0, actions, reward_fn=lambda o, a, n: torch.zeros(o.shape[:-1]), particles=P,
+                     reward_shapers=[pen], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        s0 = obs0[:, None, :].expand(2, 6, O).reshape(-1, O)
+        means = model.predict(s0, actions[:, :, 0].reshape(-1, A), deterministic=True)[: min(P, E)]   # [M, 12, O]
+    want = -means.var(0, unbiased=False).sum(-1).reshape(2, 6) if P > 1 else -pen.disagreement(s0, actions[:, :, 0]
+                                                                                                 .reshape(-1, A))
+    torch.testing.assert_close(got, want.reshape(2, 6), rtol=1e-4, atol=1e-6)
+
+
+def test_members_form_costs_no_model_call_of_its_own():
+    model = _model(5)
+    calls = []
+    for name in ("predict", "mean_and_var"):
+        fn = getattr(model, name)
+        setattr(model, name, functools.wraps(fn)(lambda *a, _fn=fn, **k: calls.append(1) or _fn(*a, **k)))
+    g = torch.Generator().manual_seed(1)
+    obs0, actions = torch.randn(1, O, generator=g), torch.rand(1, 4, 3, A, generator=g) * 2 - 1
+    for gran, per_step in (("members", 1), ("candidate", 2)):
+        calls.clear()
+        rollout(model, obs0, actions, reward_fn=_reward, particles=10,
+                reward_shapers=[EnsembleDisagreement(model, granularity=gran)])
+        assert len(calls) == 3 * per_step, gran
+
+
 def test_candidate_and_particle_disagreement_agree_on_the_first_step_and_differ_later():
     """All particles start at the real state, so one imagined step gives the same penalty in both forms; later
     the particles spread and the per-particle form also counts their spread."""
@@ -92,3 +130,5 @@ def test_bad_granularity_is_rejected():
     bad = Linear("step")
     with pytest.raises(ValueError, match=r"reward_shapers\[0\].granularity"):
         check_plugins((), [bad])
+    with pytest.raises(ValueError, match="from_member_means"):
+        check_plugins((), [Linear("members")])
