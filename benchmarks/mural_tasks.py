@@ -434,20 +434,25 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
         env = RewardShaperWrapper(env, shaper, retrain_every=cfg.retrain_every)
     else:   # sparse: 1 on success, whatever the env's own reward is (Meta-World's is shaped)
         env = _SparseSuccessReward(env)
-    rec = {"pos": [], "first": None, "steps": 0, "maps": {}}
+    wrapper = env if isinstance(env, RewardShaperWrapper) else None
+    rec = {"pos": [], "first": None, "steps": 0, "maps": {}, "env_seconds": 0.0, "map_seconds": 0.0}
     every = max(cfg.sac_steps // 4, 1)
 
     class Track(gym.Wrapper):
         def step(self, action):
+            t_env = time.perf_counter()
             obs, r, term, trunc, info = self.env.step(action)
+            rec["env_seconds"] += time.perf_counter() - t_env   # the env, the reward and its retraining
             rec["steps"] += 1
             rec["pos"].append(plane.object_xy(np.asarray(obs)[None])[0].astype(np.float32))
             if info.get("success", False) and rec["first"] is None:
                 rec["first"] = rec["steps"]
             if shaper is not None and rec["steps"] % every == 0:
+                t_map = time.perf_counter()
                 m = reward_map(plane, shaper)
                 if m is not None:
                     rec["maps"][rec["steps"]] = m.tolist()
+                rec["map_seconds"] += time.perf_counter() - t_map
             return obs, r, term, trunc, info
 
     class Stop(BaseCallback):
@@ -461,8 +466,19 @@ def run_sac(task_key: str, kind: str, cfg: BenchConfig, seed: int, device: str) 
                 device=device, verbose=0)
     model.learn(total_timesteps=cfg.sac_steps, callback=Stop())
     pos = np.stack(rec["pos"])
-    out = {"first_success": rec["first"], "env_steps": rec["steps"], "seconds": time.perf_counter() - t0,
+    total = time.perf_counter() - t0
+    reward_s = wrapper.reward_seconds if wrapper else 0.0
+    retrain_s = wrapper.retrain_seconds if wrapper else 0.0
+    # where a SAC run's time goes: SAC itself (action selection and gradient updates), the env's physics, the
+    # reward's per-step calls, its retraining, and this benchmark's reward maps
+    profile = {"total": total, "reward_calls": reward_s, "reward_retraining": retrain_s,
+               "n_retrains": wrapper.n_retrains if wrapper else 0,
+               "env_physics": rec["env_seconds"] - reward_s - retrain_s, "reward_maps": rec["map_seconds"],
+               "sac": total - rec["env_seconds"] - rec["map_seconds"]}
+    out = {"first_success": rec["first"], "env_steps": rec["steps"], "seconds": total, "profile": profile,
            "maps": rec["maps"], "positions": pos[::4].round(3).tolist()}
+    print(f"    [{task.name}/sac/{kind}/seed{seed}] {rec['steps']} steps in {total:.0f} s: " +
+          ", ".join(f"{k} {v:.1f}" for k, v in profile.items() if k != "total"), flush=True)
     if plane.walls is not None:
         out["coverage"] = MazeGrid(task).coverage(pos)
     return out

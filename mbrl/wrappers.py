@@ -72,6 +72,7 @@ class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.total_steps = 0
         self.n_retrains = 0
         self.retrain_seconds = 0.0
+        self.reward_seconds = 0.0   # time in the shaper's per-step calls (profiling; retraining is retrain_seconds)
 
     # ------------------------------------------------------------------ features
     def _features(self, obs) -> np.ndarray:
@@ -127,8 +128,10 @@ class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, task_r, terminated, truncated, info = self.env.step(action)
         nxt = self._features(obs)
         act = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(1, -1))
+        t0 = time.perf_counter()
         value = float(self.shaper(torch.as_tensor(self._state[None]), act, torch.as_tensor(nxt[None]))
                       .reshape(-1)[0])
+        self.reward_seconds += time.perf_counter() - t0
         info = {**info, "task_reward": task_r, "shaped_reward": value}
         self._state = nxt
         self._observe(nxt, True)

@@ -123,3 +123,16 @@ def test_pusher_tip_rewards_the_tip_too(mt, tmp_path):
     saved = json.loads((tmp_path / "mural_tasks.json").read_text())
     run = saved["results"]["pusher-tip"]["mpc"]["mural"]["runs"][0]
     assert run["env_steps"] > 0 and np.asarray(run["maps"]["0"]).shape == (41, 41)
+
+
+def test_sac_tiny_profiles_the_wrapper(mt, tmp_path):
+    """SB3 SAC through the MURAL wrapper end to end; the run says where its time went."""
+    mt.main(["--preset", "tiny", "--tasks", "umaze", "--agents", "sac", "--rewards", "mural", "--seeds", "0",
+             "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "mural_tasks.json").read_text())
+    run = saved["results"]["umaze"]["sac"]["mural"]["runs"][0]
+    prof = run["profile"]
+    assert run["env_steps"] == mt.PRESETS["tiny"]["umaze"].sac_steps
+    assert prof["n_retrains"] >= 1 and prof["reward_calls"] > 0 and prof["reward_retraining"] > 0
+    parts = sum(prof[k] for k in ("sac", "env_physics", "reward_calls", "reward_retraining", "reward_maps"))
+    assert abs(parts - prof["total"]) < 1e-6 * max(1.0, prof["total"]) and prof["sac"] > 0
