@@ -135,4 +135,4 @@ def test_sac_tiny_profiles_the_wrapper(mt, tmp_path):
     assert run["env_steps"] == mt.PRESETS["tiny"]["umaze"].sac_steps
     assert prof["n_retrains"] >= 1 and prof["reward_calls"] > 0 and prof["reward_retraining"] > 0
     parts = sum(prof[k] for k in ("sac", "env_physics", "reward_calls", "reward_retraining", "reward_maps"))
-    assert abs(parts - prof["total"]) < 1e-6 * max(1.0, prof["total"]) and prof["sac"] > 0
+    assert abs(parts - prof["total"]) < 1e-6 * max(1.0, prof["total"]) and prof["sac"] > 0 and prof["env_physics"] > 0
