@@ -186,6 +186,17 @@ def _reward(reward_fn, reward_shapers, state, act, nxt, acc, lead, cands: _Candi
     return torch.broadcast_to(r, lead)
 
 
+def _shaper_views(model, shapers, propagation: str, act_bn, P: int, E: int, R: int, slot_rows, valid):
+    """``(members, candidates)``: the :class:`_Members` and :class:`_Candidates` views the shapers' granularities
+    need (None where none does; ``"members"`` falls back to ``"candidate"`` where it cannot be had)."""
+    grans = {_granularity(s) for s in shapers}
+    members = (_Members(slot_rows, valid, P, E, act_bn.shape[1]) if "members" in grans and propagation == "ts_inf"
+               and P > 1 and _supports_mean_delta(model) else None)
+    cands = (_candidates(act_bn, propagation, P, R, slot_rows, valid)
+             if "candidate" in grans or ("members" in grans and members is None) else None)
+    return members, cands
+
+
 def _supports_mean_delta(model) -> bool:
     """Whether ``model.predict`` accepts ``return_mean_delta`` (what ``"members"`` shapers need)."""
     try:
@@ -287,11 +298,7 @@ def rollout(
 
     state, act_all, C, slot_rows, valid = _layout(obs0.to(run), act_bn, propagation, N, P, E)
     lead = state.shape[:-1]
-    grans = {_granularity(s) for s in plugins.shapers}
-    members = (_Members(slot_rows, valid, P, E, B * N) if "members" in grans and propagation == "ts_inf" and P > 1
-               and _supports_mean_delta(model) else None)
-    cands = (_candidates(act_bn, propagation, P, R, slot_rows, valid)
-             if "candidate" in grans or ("members" in grans and members is None) else None)
+    members, cands = _shaper_views(model, plugins.shapers, propagation, act_bn, P, E, R, slot_rows, valid)
     total, viol = torch.zeros(lead, dtype=acc, device=dev), torch.zeros(lead, dtype=acc, device=dev)
     alive, bad = torch.ones(lead, dtype=torch.bool, device=dev), torch.zeros(lead, dtype=torch.bool, device=dev)
 
