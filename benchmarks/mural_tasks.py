@@ -366,7 +366,12 @@ class GoalTracker:
         end.row["raw_env_steps"] = self.env_steps
         d = self.task.distance_fn(torch.as_tensor(end.next_obs)).numpy()
         end.row.update(success=any(succ), min_distance=float(d.min()), final_distance=float(d[-1]))
-        self.positions.append(self.plane.object_xy(end.next_obs).copy())
+        xy = self.plane.object_xy(end.next_obs)
+        self.positions.append(xy.copy())
+        end.row["object_moved"] = float(np.linalg.norm(xy - xy[0], axis=1).max())   # did anything push it?
+        if not self.is_maze and self.plane.move:   # the effector (Pusher's tip, push's hand) to the object, closest
+            eff = np.asarray(end.next_obs)[:, list(self.plane.move[0])]
+            end.row["effector_to_object"] = float(np.linalg.norm(eff - xy, axis=1).min())
         if self.is_maze:
             end.row["coverage"] = self.grid.coverage(np.concatenate(self.positions))
         if self.shaper is not None:
@@ -378,7 +383,8 @@ class GoalTracker:
             if m is not None:
                 self.maps[end.episode] = m.tolist()
         print(f"    [{self.task.name}/{self.tag}] ep {end.episode} ({end.phase}) steps {self.env_steps} "
-              f"success {any(succ)} "
+              f"success {any(succ)} moved {end.row['object_moved']:.3f} "
+              f"eff-obj {end.row.get('effector_to_object', float('nan')):.3f} "
               f"min_d {d.min():.2f} cov {end.row.get('coverage', float('nan')):.2f} act {end.row['seconds']:.0f}s "
               f"rew-update {end.row.get('reward_update_seconds', 0):.1f}s", flush=True)
         return not (self.cfg.stop_at_success and self.first_success is not None)

@@ -44,6 +44,7 @@ def test_pusher_tiny_end_to_end(mt, tmp_path):
         assert s["budget_env_steps"] == budget and len(r["runs"]) == 1 and s["first_success_steps"] == [None]
         run = r["runs"][0]
         assert run["env_steps"] == budget and [row["phase"] for row in run["log"]] == ["random", "mpc"]
+        assert all(row["object_moved"] >= 0 and row["effector_to_object"] >= 0 for row in run["log"])
         pos = np.asarray(run["positions"])
         assert pos.shape == (budget // 2, 2)
         assert ((pos >= plane.lo) & (pos <= plane.hi)).all()  # the object stays inside the drawn plane
