@@ -108,7 +108,7 @@ def _predict(model, propagation: str, state, act, generator, E: int, C: int, mem
     R, O = state.shape
     if propagation == "ts_1":
         perm = torch.randperm(R, generator=generator, device=state.device)
-        slots = torch.cat([perm, perm[: E * C - R]]) if E * C > R else perm
+        slots = perm.repeat(-(-E * C // R))[: E * C] if E * C > R else perm   # pad cyclically (R may be < E - 1)
         out = model.predict(state[slots].view(E, C, O), act[slots].view(E, C, -1), deterministic=False,
                             generator=generator)
         return torch.empty_like(state).index_copy_(0, perm, out.reshape(E * C, O)[:R].to(state.dtype))

@@ -132,3 +132,12 @@ def test_bad_granularity_is_rejected():
         check_plugins((), [bad])
     with pytest.raises(ValueError, match="from_member_means"):
         check_plugins((), [Linear("members")])
+
+
+def test_ts1_with_fewer_rows_than_members():
+    """TS-1 pads the member blocks with repeated rows; with one row and four members it repeats the row (found by the
+    granularity test above: the padding once took only as many rows as there were)."""
+    model = _model(4)
+    ret, _ = rollout(model, torch.zeros(1, O), torch.zeros(1, 1, 3, A), reward_fn=_reward, particles=1,
+                     propagation="ts_1", generator=torch.Generator().manual_seed(0))
+    assert ret.shape == (1, 1) and bool(torch.isfinite(ret).all())
