@@ -52,6 +52,7 @@ the default is a serial loop, which also appends each finished run to ``partial.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import time
@@ -664,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="a Ray cluster to run on, e.g. auto (default: a local Ray with --jobs CPUs)")
     p.add_argument("--out", default=None, help="output folder (default results/mural_tasks)")
+    p.add_argument("--analyse-mazes", action="store_true",
+                   help="instead of runs: the mazes' geometry and both rewards along the shortest path after a "
+                        "random warm-up (why Medium favours the classifier); writes maze_analysis.json/.png")
     return p
 
 
@@ -736,8 +740,95 @@ def _figures(results: dict, cfgs: dict[str, BenchConfig], out: Path) -> dict:
     return names
 
 
+def shortest_path(grid: MazeGrid, start: tuple[int, int], goal: tuple[int, int]) -> list[tuple[int, int]]:
+    """Breadth-first shortest path of free cells ``(row, col)`` from ``start`` to ``goal`` (both included)."""
+    prev: dict = {start: None}
+    queue = collections.deque([start])
+    while queue:
+        c = queue.popleft()
+        for d in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            n = (c[0] + d[0], c[1] + d[1])
+            if 0 <= n[0] < grid.map.shape[0] and 0 <= n[1] < grid.map.shape[1] and grid.map[n] == 0 and n not in prev:
+                prev[n] = c
+                queue.append(n)
+    if goal not in prev:
+        raise ValueError(f"goal cell {goal} is not reachable from {start}")
+    path = [goal]
+    while prev[path[-1]] is not None:
+        path.append(prev[path[-1]])
+    return path[::-1]
+
+
+def analyse_maze(task_key: str, seeds=(0, 1, 2), warmup_steps: int = 100, n_examples: int = 64) -> dict:
+    """Why a maze favours one reward (issue 19, item 4): the straight-line distance to the goal along the shortest
+    path (does the way lead away from the goal first?), the classifier's and meta-NML's rewards every half cell
+    along it after one random warm-up episode (seed ``seeds[0]``), and the warm-up's coverage per seed."""
+    from mbrl.tasks.maze import MAZES as LAYOUTS
+
+    cfg = PRESETS["quick"][task_key]
+    task = _task(task_key, cfg.action_repeat)
+    grid, layout = MazeGrid(task), LAYOUTS[TASKS[task_key]]
+    env = task.make_env()
+    maze = env.unwrapped.maze
+    cells = shortest_path(grid, tuple(layout.reset_cell), tuple(layout.goal_cell))
+    xy = np.array([maze.cell_rowcol_to_xy(np.array(c)) for c in cells], dtype=np.float64)
+    euclid = np.linalg.norm(xy - xy[-1], axis=1)
+    pts = np.concatenate([np.linspace(xy[i], xy[i + 1], 3)[:-1] for i in range(len(xy) - 1)] + [xy[-1:]])
+    states = np.zeros((len(pts), task.obs_dim), dtype=np.float32)
+    states[:, :2], states[:, 4:6] = pts, xy[-1]
+    warm, coverage, closest = {}, [], []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        rng, visited = np.random.default_rng(seed), [obs]
+        for _ in range(warmup_steps):
+            obs, *_ = env.step(rng.uniform(-1, 1, task.act_dim))
+            visited.append(obs)
+        warm[seed] = np.asarray(visited)
+        coverage.append(grid.coverage(warm[seed][:, :2]))
+        closest.append(float(task.distance_fn(torch.as_tensor(warm[seed])).min()))
+    env.close()
+    along = {}
+    ex = task.success_examples(n_examples, seed=seeds[0])
+    for kind, method in (("classifier", "classifier"), ("mural", "meta_nml")):
+        mr = MuralReward(ex, method=method, seed=seeds[0], feature_fn=task.goal_features).update(
+            warm[seeds[0]], progress=False)
+        along[kind] = mr.reward(torch.as_tensor(states)).numpy().round(3).tolist()
+    return {"path_cells": [list(map(int, c)) for c in cells], "path_m": float((len(cells) - 1) * grid.scale),
+            "euclid_along_path": euclid.round(3).tolist(),
+            "largest_rise_m": float(max(max(euclid[j] - euclid[i] for j in range(i, len(euclid)))
+                                        for i in range(len(euclid)))),
+            "reward_along_path": along, "warmup_coverage": coverage, "warmup_closest_m": closest}
+
+
+def maze_analysis(out: Path) -> dict:
+    """:func:`analyse_maze` of both mazes, printed, written to ``maze_analysis.json`` and drawn."""
+    res = {tk: analyse_maze(tk) for tk in MAZES}
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(res), figsize=(10, 3.4))
+    for ax, (tk, r) in zip(np.atleast_1d(axes), res.items()):
+        s = np.arange(len(r["reward_along_path"]["mural"])) * 0.5
+        for kind, col in (("classifier", "C1"), ("mural", "C0")):
+            ax.plot(s, r["reward_along_path"][kind], col, marker=".", label=f"{kind} reward")
+        ax2 = ax.twinx()
+        ax2.plot(np.arange(len(r["euclid_along_path"])), r["euclid_along_path"], "k--", label="distance to goal")
+        ax2.set_ylabel("straight-line distance to goal (m)", fontsize=8)
+        ax.set_xlabel("cells along the shortest path from the start")
+        ax.set_ylabel("reward after the warm-up")
+        ax.set_title(f"{tk}: largest rise of the distance {r['largest_rise_m']:.2f} m", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+        print(f"{tk}: distance to goal along the path {r['euclid_along_path']}; warm-up coverage "
+              f"{np.round(r['warmup_coverage'], 2).tolist()}, closest {np.round(r['warmup_closest_m'], 2).tolist()} m")
+        for kind, v in r["reward_along_path"].items():
+            print(f"    {kind:10s} along the path (every half cell): {np.round(v, 2).tolist()}")
+    save_figure(fig, out / "maze_analysis.png")
+    write_json(out / "maze_analysis.json", res)
+    return res
+
+
 def main(argv=None) -> dict:
     a = build_parser().parse_args(argv)
+    if a.analyse_mazes:
+        return maze_analysis(out_dir("mural_tasks", a.out))
     preset = "quick" if a.quick else (a.preset or "paper")
     out = out_dir("mural_tasks", a.out)
     cfgs = _configs(a, preset)

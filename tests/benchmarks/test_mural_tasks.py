@@ -137,3 +137,16 @@ def test_sac_tiny_profiles_the_wrapper(mt, tmp_path):
     assert prof["n_retrains"] >= 1 and prof["reward_calls"] > 0 and prof["reward_retraining"] > 0
     parts = sum(prof[k] for k in ("sac", "env_physics", "reward_calls", "reward_retraining", "reward_maps"))
     assert abs(parts - prof["total"]) < 1e-6 * max(1.0, prof["total"]) and prof["sac"] > 0 and prof["env_physics"] > 0
+
+
+def test_shortest_paths_of_the_mazes(mt):
+    """The maze analysis' paths: the U-maze goes round its wall (6 cells), Medium's 10 cells; both free cells only."""
+    from mbrl.tasks.maze import MAZES as LAYOUTS
+
+    for key, cells in (("umaze", 6), ("medium", 10)):
+        task = mt._task(key)
+        grid, lay = mt.MazeGrid(task), LAYOUTS[mt.TASKS[key]]
+        path = mt.shortest_path(grid, tuple(lay.reset_cell), tuple(lay.goal_cell))
+        assert len(path) - 1 == cells and path[0] == tuple(lay.reset_cell) and path[-1] == tuple(lay.goal_cell)
+        assert all(grid.map[c] == 0 for c in path)
+        assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(path, path[1:]))
