@@ -428,7 +428,7 @@ def test_fused_mpc_plans_equal_eager_plans_on_a_fixed_seed():
         ref, got = plan(False), plan(True)
     finally:
         model.fused = True
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 @needs_onednn

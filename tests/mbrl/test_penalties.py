@@ -141,3 +141,23 @@ def test_ts1_with_fewer_rows_than_members():
     ret, _ = rollout(model, torch.zeros(1, O), torch.zeros(1, 1, 3, A), reward_fn=_reward, particles=1,
                      propagation="ts_1", generator=torch.Generator().manual_seed(0))
     assert ret.shape == (1, 1) and bool(torch.isfinite(ret).all())
+
+
+def test_plans_with_the_penalty_equal_on_the_fused_and_eager_paths():
+    from mbrl.agent import MPCAgent
+    from mbrl.planning import CEM
+
+    model = _model(5, seed=3)
+
+    def plan(fused):
+        model.fused = fused
+        agent = MPCAgent(model, _reward, None, -torch.ones(A), torch.ones(A), horizon=5, particles=10,
+                         optimizer=CEM(population=40, elites=5, iterations=3, alpha=0.1), seed=11,
+                         reward_shapers=[EnsembleDisagreement(model, weight=2.0)])
+        return agent.plan(torch.full((O,), 0.5))
+
+    try:
+        ref, got = plan(False), plan(True)
+    finally:
+        model.fused = True
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
