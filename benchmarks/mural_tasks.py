@@ -711,7 +711,7 @@ def _collect(jobs: list[tuple], done: list[dict], cfgs: dict[str, BenchConfig]) 
     for (tk, ag, kind, _s), r in zip(jobs, done):
         results.setdefault(tk, {}).setdefault(ag, {}).setdefault(kind, {"runs": []})["runs"].append(r)
     for tk, cfg in cfgs.items():
-        task_steps = _task(tk).max_episode_steps
+        task_steps = _task(tk, cfg.action_repeat).max_episode_steps   # agent steps
         for ag, by_k in results.get(tk, {}).items():
             for res in by_k.values():
                 res["summary"] = summarise(res["runs"], _budget(ag, cfg, task_steps))
@@ -733,7 +733,7 @@ def _figures(results: dict, cfgs: dict[str, BenchConfig], out: Path) -> dict:
         if not by_a:
             continue
         cfg = cfgs[tk]
-        warm = {"mpc": _episode_steps(cfg, _task(tk).max_episode_steps) * cfg.pets.warmup_episodes,
+        warm = {"mpc": _episode_steps(cfg, _task(tk, cfg.action_repeat).max_episode_steps) * cfg.pets.warmup_episodes,
                 "sac": min(1000, cfg.sac_steps // 2)}
         names["success"][tk] = f"mural_tasks_success_{tk}.png"
         plot_success(by_a, warm, tk, out / names["success"][tk])

@@ -150,3 +150,11 @@ def test_shortest_paths_of_the_mazes(mt):
         assert len(path) - 1 == cells and path[0] == tuple(lay.reset_cell) and path[-1] == tuple(lay.goal_cell)
         assert all(grid.map[c] == 0 for c in path)
         assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(path, path[1:]))
+
+
+def test_maze_budget_counts_env_steps_once(mt):
+    """U-maze quick: 1 + 10 episodes of 300 env steps (30 agent steps of action repeat 10) = 3,300 env steps (the
+    summary once multiplied the env's 300 by the repeat again: 33,000)."""
+    cfg = mt.PRESETS["quick"]["umaze"]
+    steps = mt._task("umaze", cfg.action_repeat).max_episode_steps
+    assert steps == 30 and mt._budget("mpc", cfg, steps) == 300 * (cfg.pets.warmup_episodes + cfg.pets.episodes)
