@@ -58,7 +58,8 @@ class EnsembleDisagreement:
         if p is not None and p.dtype != o.dtype:
             o, a = o.to(p.dtype), a.to(p.dtype)
         mean, _ = mdl.mean_and_var(o, a)
-        dev = mean.float() - mean.float().mean(0)  # (torch.var over the leading dim is 10x slower on CPU)
+        m = mean.float()
+        dev = m - m.mean(0)  # (torch.var over the leading dim is 10x slower on CPU)
         return dev.square().sum(-1).mean(0).reshape(lead)
 
     def from_member_means(self, delta: torch.Tensor) -> torch.Tensor:
