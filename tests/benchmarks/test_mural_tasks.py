@@ -158,3 +158,27 @@ def test_maze_budget_counts_env_steps_once(mt):
     cfg = mt.PRESETS["quick"]["umaze"]
     steps = mt._task("umaze", cfg.action_repeat).max_episode_steps
     assert steps == 30 and mt._budget("mpc", cfg, steps) == 300 * (cfg.pets.warmup_episodes + cfg.pets.episodes)
+
+
+@pytest.mark.parametrize("key", ["umaze", "medium"])
+def test_maze_goal_reachable_within_a_sac_episode(mt, key):
+    """SAC's episodes (the env's own limit by default) are long enough to reach the goal: a waypoint controller at
+    full force along the shortest path gets there in time. (The U-maze needs over 100 steps this way: the authors'
+    100-step episodes, our old default, could never succeed from the fixed start.)"""
+    from mbrl.tasks.maze import MAZES as LAYOUTS
+
+    task, cfg = mt._task(key), mt.PRESETS["quick"][key]
+    limit = cfg.sac_episode_steps or task.max_episode_steps
+    lay, env = LAYOUTS[mt.TASKS[key]], task.make_env(max_episode_steps=limit)
+    path = mt.shortest_path(mt.MazeGrid(task), tuple(lay.reset_cell), tuple(lay.goal_cell))
+    points = [np.asarray(env.unwrapped.maze.cell_rowcol_to_xy(np.array(c))) for c in path]
+    obs, _ = env.reset(seed=0)
+    i, steps, done = 0, 0, False
+    while not done:
+        i += int(np.linalg.norm(points[i] - obs[:2]) < 0.6 and i < len(points) - 1)
+        obs, _, term, trunc, info = env.step(np.clip(10 * (points[i] - obs[:2]) - 0.5 * obs[2:4], -1, 1))
+        steps += 1
+        done = info["success"] or term or trunc
+    assert info["success"] and steps <= limit
+    if key == "umaze":
+        assert steps > 100
