@@ -27,7 +27,43 @@ import torch
 from mbrl.common.validation import check_int
 from mbrl.contracts import shape_reward
 
-__all__ = ["RewardShaperWrapper"]
+__all__ = ["ActionRepeat", "RewardShaperWrapper", "check_action_repeat", "env_steps_kwargs"]
+
+
+def check_action_repeat(k) -> int:
+    """``k`` as an int, or ``ValueError`` naming ``action_repeat`` unless it is an integer >= 1."""
+    return check_int("action_repeat", k, low=1)
+
+
+def env_steps_kwargs(kw: dict, k: int) -> dict:
+    """``gymnasium.make`` kwargs with ``max_episode_steps``, given in agent steps, converted to env steps (x ``k``):
+    a task with an action repeat counts its episode limit in the agent's steps."""
+    if k > 1 and kw.get("max_episode_steps") is not None:
+        kw = {**kw, "max_episode_steps": int(kw["max_episode_steps"]) * k}
+    return kw
+
+
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Repeat every action ``k`` times (one agent step = ``k`` env steps). The reward and ``terminated`` are
+    those of the last inner step (so that ``reward_fn(obs, act, next_obs)`` stays exact); ``info["success"]``
+    is True if any inner step succeeded; ``info["inner_steps"]`` counts the env steps taken."""
+
+    def __init__(self, env: gym.Env, k: int):
+        gym.utils.RecordConstructorArgs.__init__(self, k=k)
+        gym.Wrapper.__init__(self, env)
+        self.k = check_action_repeat(k)
+
+    def step(self, action):
+        success, n = False, 0
+        for _ in range(self.k):
+            obs, rew, term, trunc, info = self.env.step(action)
+            success |= bool(info.get("success", False))
+            n += 1
+            if term or trunc:
+                break
+        info = dict(info)
+        info["success"], info["inner_steps"] = success, n
+        return obs, rew, term, trunc, info
 
 
 class RewardShaperWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):

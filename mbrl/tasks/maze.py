@@ -28,6 +28,7 @@ import torch
 
 from mbrl.common.action_box import ActionBox
 from mbrl.tasks.goal import GoalTask, disc_samples, goal_obs, sparse_goal_fns
+from mbrl.wrappers import ActionRepeat, check_action_repeat, env_steps_kwargs
 
 __all__ = [
     "GOAL_RADIUS",
@@ -88,31 +89,6 @@ class FlattenGoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructor
         return np.concatenate([observation["observation"], observation["desired_goal"]]).astype(np.float64)
 
 
-class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Repeat every action ``k`` times (one agent step = ``k`` env steps). The reward and ``terminated`` are
-    those of the last inner step (so that ``reward_fn(obs, act, next_obs)`` stays exact); ``info["success"]``
-    is True if any inner step succeeded; ``info["inner_steps"]`` counts the env steps taken."""
-
-    def __init__(self, env: gym.Env, k: int):
-        gym.utils.RecordConstructorArgs.__init__(self, k=k)
-        gym.Wrapper.__init__(self, env)
-        if isinstance(k, bool) or int(k) != k or int(k) < 1:
-            raise ValueError(f"action_repeat must be an integer >= 1, got {k!r}")
-        self.k = int(k)
-
-    def step(self, action):
-        success, n = False, 0
-        for _ in range(self.k):
-            obs, rew, term, trunc, info = self.env.step(action)
-            success |= bool(info.get("success", False))
-            n += 1
-            if term or trunc:
-                break
-        info = dict(info)
-        info["success"], info["inner_steps"] = success, n
-        return obs, rew, term, trunc, info
-
-
 def maze_distance(obs: torch.Tensor) -> torch.Tensor:
     """``||pos - goal||``: ``obs[..., 6] -> [...]`` (the quantity ``MazeEnv`` thresholds at 0.45)."""
     obs = goal_obs("obs", obs, OBS_DIM)
@@ -144,9 +120,7 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
             ``max_episode_steps`` is then in agent steps (the env's limit divided by ``action_repeat``,
             rounded up) and ``info["action_repeat"]`` records it.
     """
-    if isinstance(action_repeat, bool) or int(action_repeat) != action_repeat or int(action_repeat) < 1:
-        raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
-    action_repeat = int(action_repeat)
+    action_repeat = check_action_repeat(action_repeat)
     if name not in MAZES:
         raise ValueError(f"name must be one of {sorted(MAZES)}, got {name!r}")
     if position_noise < 0:
@@ -161,8 +135,7 @@ def make_maze_task(name: str = "PointMaze_UMaze-v3", continuing_task: bool = Tru
     def make_env(**kw) -> gym.Env:
         kw.setdefault("continuing_task", continuing_task)
         kw.setdefault("reward_type", "sparse")
-        if action_repeat > 1 and "max_episode_steps" in kw:  # given in agent steps
-            kw["max_episode_steps"] = int(kw["max_episode_steps"]) * action_repeat
+        kw = env_steps_kwargs(kw, action_repeat)
         env = FlattenGoalObservation(gym.make(name, **kw), layout, position_noise)
         return ActionRepeat(env, action_repeat) if action_repeat > 1 else env
 

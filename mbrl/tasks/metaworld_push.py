@@ -29,6 +29,7 @@ import torch
 
 from mbrl.common.action_box import ActionBox
 from mbrl.tasks.goal import GoalTask, disc_samples, goal_obs, sparse_goal_fns
+from mbrl.wrappers import ActionRepeat, check_action_repeat, env_steps_kwargs
 
 __all__ = [
     "FixedTaskWrapper",
@@ -79,19 +80,25 @@ def _features(obs: torch.Tensor) -> torch.Tensor:
     return goal_obs("obs", obs, OBS_DIM)[..., _FEATURES]
 
 
-def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
+def make_push_task(mt1_seed: int = 0, task_index: int = 0, action_repeat: int = 1) -> GoalTask:
     """Build the sparse-reward ``push-v3`` :class:`~mbrl.tasks.goal.GoalTask` (see module doc).
 
     Args:
         mt1_seed: seed of MT1's 50 (puck, goal) configurations.
         task_index: which of them every reset uses.
+        action_repeat: each agent step repeats its action this many env steps (:class:`~mbrl.wrappers.
+            ActionRepeat`; the hand moves at most 1 cm an env step, so a planner's horizon of H agent steps
+            reaches H * k cm); ``max_episode_steps`` is then in agent steps (500 // k: MT1 refuses a 501st step).
     """
     import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 
+    k = check_action_repeat(action_repeat)
+
     def make_env(**kw) -> gym.Env:
         kw.setdefault("disable_env_checker", True)  # its bounds check trips over MT1's stale space
-        env = gym.make("Meta-World/MT1", env_name="push-v3", seed=mt1_seed, **kw)
-        return FixedTaskWrapper(env, task_index)
+        env = FixedTaskWrapper(gym.make("Meta-World/MT1", env_name="push-v3", seed=mt1_seed,
+                                        **env_steps_kwargs(kw, k)), task_index)
+        return ActionRepeat(env, k) if k > 1 else env
 
     probe = make_env()
     obs0, _ = probe.reset(seed=0)
@@ -117,11 +124,13 @@ def make_push_task(mt1_seed: int = 0, task_index: int = 0) -> GoalTask:
         return out.to(dtype=torch.float32, device=device)
 
     return GoalTask(name="MetaWorld-push-v3", obs_dim=OBS_DIM, act_dim=ACT_DIM,
-                    action_box=ActionBox([-1.0] * ACT_DIM, [1.0] * ACT_DIM), max_episode_steps=500,
+                    action_box=ActionBox([-1.0] * ACT_DIM, [1.0] * ACT_DIM), max_episode_steps=500 // k,
                     make_env=make_env, reward_fn=_reward, termination_fn=_never,
                     description=("Meta-World push-v3 (MT1 configuration fixed): push the puck to the goal; "
-                                 "sparse reward 1 when the puck is within 0.05 of it; never terminates."),
+                                 "sparse reward 1 when the puck is within 0.05 of it; never terminates."
+                                 + (f" Each agent step repeats its action {k} env steps." if k > 1 else "")),
                     info={"goal": goal.tolist(), "puck_start": obs0[_OBJ].tolist(),
-                          "goal_radius": PUSH_RADIUS, "mt1_seed": mt1_seed, "task_index": task_index},
+                          "goal_radius": PUSH_RADIUS, "mt1_seed": mt1_seed, "task_index": task_index,
+                          "action_repeat": k},
                     success_fn=push_success,
                     distance_fn=push_distance, success_examples=success_examples, goal_features=_features)

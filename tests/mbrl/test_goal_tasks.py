@@ -183,17 +183,26 @@ def test_batch_invariance(shape, seed):
 
 
 
-def test_maze_action_repeat_matches_inner_steps():
-    """One agent step of ``action_repeat=k`` is k env steps with the same action; success is any inner one."""
+_REPEATABLE = {"maze": (lambda k: make_maze_task("PointMaze_UMaze-v3", action_repeat=k), _MAZE),
+               "push": (lambda k: make_push_task(action_repeat=k), _PUSH)}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("which", list(_REPEATABLE))
+def test_action_repeat_matches_inner_steps(which):
+    """One agent step of ``action_repeat=k`` is k env steps with the same action; success is any inner one; the
+    episode limit is in agent steps (maze: the env's rounded up; push: 500 // k, MT1 refuses a 501st step)."""
     k = 4
-    rep = make_maze_task("PointMaze_UMaze-v3", action_repeat=k)
-    assert rep.max_episode_steps == -(-_MAZE.max_episode_steps // k) and rep.info["action_repeat"] == k
-    a, b = rep.make_env(), _MAZE.make_env()
+    build, plain = _REPEATABLE[which]
+    rep = build(k)
+    want = -(-plain.max_episode_steps // k) if which == "maze" else plain.max_episode_steps // k
+    assert rep.max_episode_steps == want and rep.info["action_repeat"] == k
+    a, b = rep.make_env(), plain.make_env()
     oa, _ = a.reset(seed=0)
     ob, _ = b.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(5):
-        act = rng.uniform(-1, 1, 2)
+        act = rng.uniform(-1, 1, plain.act_dim)
         oa, ra, *_, ia = a.step(act)
         succ = False
         for _ in range(k):
@@ -201,18 +210,20 @@ def test_maze_action_repeat_matches_inner_steps():
             succ |= bool(ib["success"])
         np.testing.assert_allclose(oa, ob)
         assert ra == rb and ia["success"] == succ and ia["inner_steps"] == k
-        assert float(rep.reward_fn(torch.as_tensor(oa), torch.as_tensor(act), torch.as_tensor(oa))) == ra
+        # the sparse reward of the last inner step (push's env reward is Meta-World's shaped one)
+        assert float(rep.reward_fn(torch.as_tensor(oa), torch.as_tensor(act), torch.as_tensor(oa))) == ib["success"]
     env = rep.make_env(max_episode_steps=3)  # limits are given in agent steps
     env.reset(seed=0)
     n = 0
     while True:
-        *_, trunc, _ = env.step(np.zeros(2))
+        *_, trunc, _ = env.step(np.zeros(plain.act_dim))
         n += 1
         if trunc:
             break
     assert n == 3
-    with pytest.raises(ValueError, match="action_repeat"):
-        make_maze_task("PointMaze_UMaze-v3", action_repeat=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="action_repeat"):
+            build(bad)
 
 
 # ------------------------------------------------------------------ agreement with the simulators' own data
