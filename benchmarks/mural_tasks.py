@@ -74,12 +74,14 @@ from safe_density.mural import CNMLConfig, MuralConfig, MuralReward, cnml_batche
 REWARDS = ("mural", "cnml", "classifier", "sparse")
 AGENTS = ("mpc", "sac")
 TASKS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "push": "MetaWorld-push-v3",
-         "pusher": "Pusher-goal-v5", "pusher-tip": "Pusher-goal-v5"}
+         "push-puck": "MetaWorld-push-v3", "pusher": "Pusher-goal-v5", "pusher-tip": "Pusher-goal-v5"}
 # Options of make_task per task key: ``pusher`` rewards the object's xy, ``pusher-tip`` the object's and the arm tip's
 # xy (the object alone is constant until the tip touches it, so its reward cannot lead the tip there).
-TASK_OPTIONS = {"pusher-tip": {"features": "object+tip"}}
+# ``push`` rewards the hand's and the puck's xyz, ``push-puck`` the puck's xy only (its reward is constant until the
+# puck moves, so the hand is not sent exploring away from it).
+TASK_OPTIONS = {"pusher-tip": {"features": "object+tip"}, "push-puck": {"features": "puck"}}
 MAZES = ("umaze", "medium")
-CNML_TASKS = ("umaze", "medium", "pusher")  # 2-D features: exact CNML tabulated on a grid
+CNML_TASKS = ("umaze", "medium", "pusher", "push-puck")  # 2-D features: exact CNML tabulated on a grid
 PAPER_CLAIM = ("MURAL (meta-NML reward, SAC) reaches the goal on its mazes and on Sawyer push, where "
                "VICE-style classifier rewards and sparse rewards fail or are much slower "
                "(Li et al. 2021, Sec. 6, learning-curve figures; no tabulated numbers retrieved).")
@@ -124,15 +126,19 @@ _TINY = dict(pets=_TINY_PETS, n_examples=16, cnml_grid=4, cnml_max_data=32, cnml
              mural=MuralConfig.small(classifier_steps=10, classifier_steps_incremental=2, meta_steps=4,
                                      meta_steps_incremental=1, cnml=CNMLConfig(steps=5, lr=1e-2)),
              sac_steps=40, sac_episode_steps=10, retrain_every=20, snapshots=(0, 1))
+# push: the hand moves at most 1 cm an env step; 4 env steps an agent step let a 10-step horizon reach 40 cm (the puck
+# is 19 cm below and 9 cm ahead of the hand's start); 100 agent steps = 400 env steps an episode
+_PUSH_QUICK = BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=20, max_episode_steps=100), action_repeat=4,
+                          sac_steps=5000, sac_episode_steps=150)
+_PUSH_PAPER = BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=30, max_episode_steps=500),
+                          mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=500,
+                          snapshots=(1, 10, 30))
 PRESETS: dict[str, dict[str, BenchConfig]] = {
     "quick": {
         "umaze": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=10, snapshots=(0, 2, 5, 10)),
         "medium": BenchConfig(pets=_QUICK_PETS, sac_steps=8000, action_repeat=10,
                               snapshots=(0, 2, 5, 10)),
-        # push: the hand moves at most 1 cm an env step; 4 env steps an agent step let a 10-step horizon reach 40 cm
-        # (the puck is 19 cm below and 9 cm ahead of the hand's start); 100 agent steps = 400 env steps an episode
-        "push": BenchConfig(pets=_QUICK_PETS.replace(horizon=10, episodes=20, max_episode_steps=100), action_repeat=4,
-                            sac_steps=5000, sac_episode_steps=150),
+        "push": _PUSH_QUICK, "push-puck": _PUSH_QUICK,
         "pusher": BenchConfig(pets=_PUSHER_PETS, sac_steps=10_000, sac_episode_steps=100, snapshots=(0, 3, 8, 15)),
         "pusher-tip": BenchConfig(pets=_PUSHER_PETS, sac_steps=10_000, sac_episode_steps=100,
                                   snapshots=(0, 3, 8, 15)),
@@ -142,9 +148,7 @@ PRESETS: dict[str, dict[str, BenchConfig]] = {
                              sac_steps=200_000, snapshots=(1, 5, 10, 20, 30)),
         "medium": BenchConfig(pets=PETSConfig(episodes=40, max_episode_steps=600), mural=MuralConfig.published(),
                               sac_steps=500_000, snapshots=(1, 5, 10, 20, 40)),
-        "push": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=30, max_episode_steps=500),
-                            mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=500,
-                            snapshots=(1, 10, 30)),
+        "push": _PUSH_PAPER, "push-puck": _PUSH_PAPER,
         "pusher": BenchConfig(pets=PETSConfig(hidden=(200,) * 3, horizon=25, episodes=150, max_episode_steps=100),
                               mural=MuralConfig.published(), sac_steps=500_000, sac_episode_steps=100,
                               snapshots=(1, 10, 50, 150)),
@@ -248,7 +252,7 @@ def make_plane(task_key: str, task: GoalTask) -> ObjectPlane:
         return ObjectPlane(lo=(g.x_lo, g.y_lo), hi=(g.x_hi, g.y_hi), xy=(0, 1), goal=goal,
                            radius=info["goal_radius"], template=np.array([*goal, 0.0, 0.0, *goal]), walls=g.map)
     template = task.success_examples(1, seed=0)[0].double().numpy()
-    if task_key == "push":  # hand and puck, this frame and the previous one
+    if task_key in ("push", "push-puck"):  # hand and puck, this frame and the previous one
         start = tuple(info["puck_start"][:2])
         lo, hi = _box([start, info["goal"][:2]], 0.12)
         return ObjectPlane(lo=lo, hi=hi, xy=(4, 5), move=((0, 1), (18, 19), (22, 23)), template=template,

@@ -32,6 +32,7 @@ from mbrl.tasks.goal import GoalTask, disc_samples, goal_obs, sparse_goal_fns
 from mbrl.wrappers import ActionRepeat, check_action_repeat, env_steps_kwargs
 
 __all__ = [
+    "FEATURES",
     "FixedTaskWrapper",
     "PUSH_RADIUS",
     "make_push_task",
@@ -42,7 +43,11 @@ __all__ = [
 PUSH_RADIUS = 0.05  # SawyerPushEnvV3.TARGET_RADIUS
 OBS_DIM, ACT_DIM = 39, 4
 _HAND, _GRIP, _OBJ, _QUAT, _GOAL = slice(0, 3), 3, slice(4, 7), slice(7, 11), slice(36, 39)
-_FEATURES = [0, 1, 2, 4, 5, 6]  # hand xyz, puck xyz
+_NAMES = {0: "hand_x", 1: "hand_y", 2: "hand_z", 4: "puck_x", 5: "puck_y", 6: "puck_z"}
+#: Reward features (``goal_features``): ``"hand+puck"`` hand xyz and puck xyz; ``"puck"`` the puck's xy (it slides on
+#: the table), which leaves the reward constant until the puck moves but keeps a novelty bonus from sending the
+#: hand to unvisited places far from the puck (docs/design.md, "MURAL").
+FEATURES = {"hand+puck": (0, 1, 2, 4, 5, 6), "puck": (4, 5)}
 
 
 class FixedTaskWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -75,12 +80,21 @@ def push_success(obs: torch.Tensor) -> torch.Tensor:
 _reward, _never, _ = sparse_goal_fns(push_success, OBS_DIM, ACT_DIM)  # MT1 never terminates (500-step limit)
 
 
-def _features(obs: torch.Tensor) -> torch.Tensor:
-    """Hand and puck positions ``[..., 6]``: the features a success classifier looks at (goal fixed)."""
-    return goal_obs("obs", obs, OBS_DIM)[..., _FEATURES]
+def _feature_fn(features: str):
+    """``goal_features`` of ``features`` (:data:`FEATURES`): ``obs[..., 39] -> [..., F]``."""
+    if not isinstance(features, str) or features not in FEATURES:
+        raise ValueError(f"features must be one of {list(FEATURES)}, got {features!r}")
+    idx = list(FEATURES[features])
+
+    def goal_features(obs: torch.Tensor) -> torch.Tensor:
+        """The success classifier's features ``[..., F]`` (goal fixed): hand and puck xyz, or the puck's xy."""
+        return goal_obs("obs", obs, OBS_DIM)[..., idx]
+
+    return goal_features
 
 
-def make_push_task(mt1_seed: int = 0, task_index: int = 0, action_repeat: int = 1) -> GoalTask:
+def make_push_task(mt1_seed: int = 0, task_index: int = 0, action_repeat: int = 1,
+                   features: str = "hand+puck") -> GoalTask:
     """Build the sparse-reward ``push-v3`` :class:`~mbrl.tasks.goal.GoalTask` (see module doc).
 
     Args:
@@ -89,10 +103,14 @@ def make_push_task(mt1_seed: int = 0, task_index: int = 0, action_repeat: int = 
         action_repeat: each agent step repeats its action this many env steps (:class:`~mbrl.wrappers.
             ActionRepeat`; the hand moves at most 1 cm an env step, so a planner's horizon of H agent steps
             reaches H * k cm); ``max_episode_steps`` is then in agent steps (500 // k: MT1 refuses a 501st step).
+        features: the reward's features, :data:`FEATURES` (``"hand+puck"``, 6-D, default; ``"puck"``, 2-D).
+    Raises:
+        ValueError: naming ``action_repeat`` or ``features`` when invalid.
     """
     import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 
     k = check_action_repeat(action_repeat)
+    goal_features = _feature_fn(features)
 
     def make_env(**kw) -> gym.Env:
         kw.setdefault("disable_env_checker", True)  # its bounds check trips over MT1's stale space
@@ -131,6 +149,7 @@ def make_push_task(mt1_seed: int = 0, task_index: int = 0, action_repeat: int = 
                                  + (f" Each agent step repeats its action {k} env steps." if k > 1 else "")),
                     info={"goal": goal.tolist(), "puck_start": obs0[_OBJ].tolist(),
                           "goal_radius": PUSH_RADIUS, "mt1_seed": mt1_seed, "task_index": task_index,
-                          "action_repeat": k},
+                          "action_repeat": k, "features": features,
+                          "feature_names": [_NAMES[i] for i in FEATURES[features]]},
                     success_fn=push_success,
-                    distance_fn=push_distance, success_examples=success_examples, goal_features=_features)
+                    distance_fn=push_distance, success_examples=success_examples, goal_features=goal_features)

@@ -126,6 +126,21 @@ def test_pusher_tip_rewards_the_tip_too(mt, tmp_path):
     assert run["env_steps"] > 0 and np.asarray(run["maps"]["0"]).shape == (41, 41)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_push_puck_tiny_end_to_end(mt, tmp_path):
+    """``push-puck``: Meta-World push with the puck's xy as the reward's features, so exact CNML fits on a grid; the
+    preset's action repeat is in the env-step count, and each episode logs the hand-puck distance in 3-D."""
+    task = mt._task("push-puck", 4)
+    assert task.goal_features(torch.zeros(3, task.obs_dim)).shape == (3, 2) and task.info["action_repeat"] == 4
+    assert mt.PRESETS["quick"]["push-puck"].action_repeat == 4
+    mt.main(["--preset", "tiny", "--tasks", "push-puck", "--rewards", "cnml", "--seeds", "0", "--out", str(tmp_path)])
+    run = json.loads((tmp_path / "mural_tasks.json").read_text())["results"]["push-puck"]["mpc"]["cnml"]["runs"][0]
+    cfg = mt.PRESETS["tiny"]["push-puck"]
+    assert run["env_steps"] == cfg.pets.max_episode_steps * (cfg.pets.warmup_episodes + cfg.pets.episodes)
+    assert all(row["effector_to_object_3d"] >= row["effector_to_object"] - 1e-9 for row in run["log"])
+    assert np.isfinite(np.asarray(run["maps"]["0"])).all()
+
+
 def test_sac_tiny_profiles_the_wrapper(mt, tmp_path):
     """SB3 SAC through the MURAL wrapper end to end; the run says where its time went."""
     mt.main(["--preset", "tiny", "--tasks", "umaze", "--agents", "sac", "--rewards", "mural", "--seeds", "0",

@@ -224,15 +224,21 @@ def test_action_repeat_matches_inner_steps(which):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="action_repeat"):
             build(bad)
+    if which == "push":
+        with pytest.raises(ValueError, match="features"):
+            make_push_task(features="hand")
 
 
 # ------------------------------------------------------------------ agreement with the simulators' own data
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_push_features_and_success_match_mujoco(push):
     """Meta-World push-v3: ``goal_features`` are the hand body and the puck body as MuJoCo has them,
-    and the success test is the puck body within 0.05 of the env's target, on a scripted push that succeeds."""
+    and the success test is the puck body within 0.05 of the env's target, on a scripted push that succeeds; the
+    ``"puck"`` features are the puck body's xy."""
     from metaworld.policies import SawyerPushV3Policy
 
+    puck_only = make_push_task(features="puck")
+    assert puck_only.info["feature_names"] == ["puck_x", "puck_y"]
     env = push.make_env()
     u, scripted = env.unwrapped, SawyerPushV3Policy()
     obs, _ = env.reset(seed=0)
@@ -242,6 +248,7 @@ def test_push_features_and_success_match_mujoco(push):
         hand, puck, goal = u.data.body("hand").xpos, u.get_body_com("obj"), u._target_pos
         feats = push.goal_features(torch.as_tensor(obs)).numpy()
         np.testing.assert_allclose(feats, np.concatenate([hand, puck]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(puck_only.goal_features(torch.as_tensor(obs)).numpy(), puck[:2], rtol=0, atol=1e-12)
         np.testing.assert_allclose(obs[36:39], goal, rtol=0, atol=1e-12)
         truth = bool(np.linalg.norm(puck - goal) <= 0.05)
         assert bool(push.success_fn(torch.as_tensor(obs))) == truth == bool(info["success"])
