@@ -683,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="a Ray cluster to run on, e.g. auto (default: a local Ray with --jobs CPUs)")
     p.add_argument("--out", default=None, help="output folder (default results/mural_tasks)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="instead of runs: merge the mural_tasks.json of runs split over seeds (or machines) into one "
+                        "JSON, table and figures in --out (same preset and sizes)")
     p.add_argument("--analyse-mazes", action="store_true",
                    help="instead of runs: the mazes' geometry and both rewards along the shortest path after a "
                         "random warm-up (why Medium favours the classifier); writes maze_analysis.json/.png")
@@ -843,10 +846,44 @@ def maze_analysis(out: Path) -> dict:
     return res
 
 
+def merge(paths: list[str], out: Path) -> dict:
+    """One JSON, table and figure set from several :func:`main` outputs of the same preset (e.g. seeds 0-2 and 3-4):
+    runs are concatenated in the files' order and every summary recomputed."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    presets = {d["preset"] for d in parts}
+    if len(presets) != 1:
+        raise ValueError(f"merge needs outputs of one preset, got {sorted(presets)}")
+    preset, results, cfgs = presets.pop(), {}, {}
+    for d in parts:
+        for tk, by_a in d["results"].items():
+            mine = results.setdefault(tk, {"_config": by_a["_config"]})
+            if by_a["_config"] != mine["_config"]:
+                raise ValueError(f"merge: {tk} was run with different settings in {paths}")
+            for ag, by_k in by_a.items():
+                for kind, res in ({} if ag == "_config" else by_k).items():
+                    mine.setdefault(ag, {}).setdefault(kind, {"runs": [], "budget": res["summary"]["budget_env_steps"]})
+                    mine[ag][kind]["runs"] += res["runs"]
+    for tk, by_a in results.items():
+        c = by_a["_config"]
+        base = PRESETS[preset][tk]
+        cfgs[tk] = base.replace(sac_steps=c["sac_steps"], pets=base.pets.replace(episodes=c["pets"]["episodes"]))
+        for ag, by_k in by_a.items():
+            for res in ({} if ag == "_config" else by_k).values():
+                res["summary"] = summarise(res["runs"], res.pop("budget"))
+    print_table(results)
+    data = {"preset": preset, "seeds": [s for d in parts for s in d["seeds"]], "machine": machine(),
+            "claim_from_paper": PAPER_CLAIM, "merged_from": [str(p) for p in paths], "results": results}
+    data["figures"] = _figures(results, cfgs, out)
+    write_json(out / "mural_tasks.json", data)
+    return data
+
+
 def main(argv=None) -> dict:
     a = build_parser().parse_args(argv)
     if a.analyse_mazes:
         return maze_analysis(out_dir("mural_tasks", a.out))
+    if a.merge:
+        return merge(a.merge, out_dir("mural_tasks", a.out))
     preset = "quick" if a.quick else (a.preset or "paper")
     out = out_dir("mural_tasks", a.out)
     cfgs = _configs(a, preset)

@@ -98,6 +98,23 @@ def test_options(mt, capsys):
     assert "--jobs" in capsys.readouterr().err
 
 
+def test_merge_outputs_split_over_seeds(mt, tmp_path):
+    """Runs split over seeds merge into one JSON whose summaries count every run, with the figures redrawn."""
+    for seed in (0, 1):
+        mt.main(["--preset", "tiny", "--tasks", "pusher", "--rewards", "sparse", "--seeds", str(seed),
+                 "--out", str(tmp_path / f"s{seed}")])
+    data = mt.main(["--merge", str(tmp_path / "s0" / "mural_tasks.json"), str(tmp_path / "s1" / "mural_tasks.json"),
+                    "--out", str(tmp_path / "all")])
+    res = data["results"]["pusher"]["mpc"]["sparse"]
+    assert data["seeds"] == [0, 1] and len(res["runs"]) == 2 and len(res["summary"]["first_success_steps"]) == 2
+    assert json.loads((tmp_path / "all" / "mural_tasks.json").read_text())["seeds"] == [0, 1]
+    _check_png(tmp_path / "all" / "mural_tasks_success_pusher.png")
+    other = json.loads((tmp_path / "s1" / "mural_tasks.json").read_text())
+    (tmp_path / "quick.json").write_text(json.dumps({**other, "preset": "quick"}))
+    with pytest.raises(ValueError, match="preset"):
+        mt.merge([str(tmp_path / "s0" / "mural_tasks.json"), str(tmp_path / "quick.json")], tmp_path)
+
+
 def test_pusher_tiny_through_ray(mt, tmp_path):
     pytest.importorskip("ray")   # the 'sweep' extra; `make test` installs it
     import ray
