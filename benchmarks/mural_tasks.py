@@ -6,13 +6,14 @@ into a wall, and reaches goals that sparse rewards and plain classifiers miss.
 
 Tasks (``--tasks``): PointMaze U-maze and Medium (``umaze``, ``medium``; gymnasium-robotics; analogues of the
 authors' zigzag and spiral mazes, fixed start and goal, ``mbrl/tasks/maze.py``), Meta-World push-v3 (``push``,
-``mbrl/tasks/metaworld_push.py``) and Pusher-v5's sparse goal variant (``pusher``, ``Pusher-goal-v5`` in
+``mbrl/tasks/metaworld_push.py``, features the hand's and the puck's xyz; ``push-puck``, the puck's xy; the MPC agent
+repeats each action 4 env steps) and Pusher-v5's sparse goal variant (``pusher``, ``Pusher-goal-v5`` in
 ``mbrl/tasks/pusher.py``: the object within 5 cm of the fixed goal in xy, 100-step episodes, features the
 object's xy; ``pusher-tip``: the same task with the object's and the arm tip's xy as features). Rewards (``--rewards``):
 
 * ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward;
 * ``cnml``: exact CNML (two classifiers retrained per query), tabulated once per update on a grid over the
-  2-D features (the mazes' ball, Pusher's object) and interpolated bilinearly (the planner queries ~10^5 states
+  2-D features (the mazes' ball, Pusher's object, push-puck's puck) and interpolated bilinearly (the planner queries ~10^5 states
   per episode; exact CNML per query is not affordable on CPU; on the grid points it is exact, on at most
   ``cnml_max_data`` training points subsampled with their class weights). Not for push (6-D features);
 * ``classifier``: ``MuralReward(method="classifier")``, the maximum-likelihood classifier (VICE-like);
