@@ -13,9 +13,9 @@ object's xy; ``pusher-tip``: the same task with the object's and the arm tip's x
 
 * ``mural``: ``MuralReward(method="meta_nml")``, MURAL's meta-NML reward;
 * ``cnml``: exact CNML (two classifiers retrained per query), tabulated once per update on a grid over the
-  2-D features (the mazes' ball, Pusher's object, push-puck's puck) and interpolated bilinearly (the planner queries ~10^5 states
-  per episode; exact CNML per query is not affordable on CPU; on the grid points it is exact, on at most
-  ``cnml_max_data`` training points subsampled with their class weights). Not for push (6-D features);
+  2-D features (the mazes' ball, Pusher's object, push-puck's puck) and interpolated bilinearly (the planner
+  queries ~10^5 states per episode; exact CNML per query is not affordable on CPU; on the grid points it is exact,
+  on at most ``cnml_max_data`` training points subsampled with their class weights). Not for push (6-D features);
 * ``classifier``: ``MuralReward(method="classifier")``, the maximum-likelihood classifier (VICE-like);
 * ``sparse``: the task's own success reward (1 inside the goal region, 0 elsewhere).
 
