@@ -686,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default results/mural_tasks)")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="instead of runs: merge the mural_tasks.json of runs split over seeds (or machines) into one "
-                        "JSON, table and figures in --out (same preset and sizes)")
+                        "JSON, table and figures in --out (same preset and sizes; default: none, run instead)")
     p.add_argument("--analyse-mazes", action="store_true",
                    help="instead of runs: the mazes' geometry and both rewards along the shortest path after a "
                         "random warm-up (why Medium favours the classifier); writes maze_analysis.json/.png")
